@@ -1,0 +1,260 @@
+// Package sseproxy is a Caddy module that puts Server-Sent-Events backends
+// behind Caddy and makes their streams work for browsers over HTTP/1.1,
+// HTTP/2 and HTTP/3: no buffering, heartbeats between events, clean HTTP/2
+// headers, a correct CORS policy, and auth headers injected from a cookie or
+// a query parameter, all without touching the backend.
+//
+// The module is the middleware http.handlers.sse_proxy; the Caddyfile
+// directive sse_proxy puts it in front of Caddy's own reverse_proxy.
+package sseproxy
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/sse-proxy/caddy-sse-proxy/proxy"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// DefaultHeartbeat is the heartbeat interval when none is configured: well
+// under the 55-100 s idle cut of common load balancers and CDNs, and under
+// Caddy's default write_idle_timeout of one minute.
+const DefaultHeartbeat = 15 * time.Second
+
+// endGrace is how long a stream that the proxy ends (on reload or shutdown)
+// may take to reach an event boundary before it is cut where it is.
+const endGrace = time.Second
+
+// Handler is the sse_proxy middleware. For a text/event-stream response of
+// the next handler (usually reverse_proxy) it sends the headers at once,
+// flushes every write, writes heartbeat comments between events while the
+// stream is idle, removes the header fields HTTP/2 and HTTP/3 forbid, turns
+// off caching and transforming (so encode leaves the stream alone), and
+// applies the CORS policy. Before calling the next handler it answers CORS
+// preflights and sets the auth headers it owns on the upstream request.
+// Other responses pass through, with CORS applied.
+type Handler struct {
+	// Idle time after which a comment line (":") is written between events,
+	// so that no proxy, load balancer or browser on the path closes the
+	// stream as idle. Default: 15s. A negative value turns heartbeats off.
+	// Keep it under the server's write_idle_timeout (default 1m).
+	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
+
+	// When set, every stream starts with a "retry:" field that sets the
+	// browser's reconnection delay.
+	Retry caddy.Duration `json:"retry,omitempty"`
+
+	// The CORS policy. When set, the proxy owns CORS: the upstream's
+	// Access-Control-* fields are replaced and preflights are answered here.
+	// When unset, CORS headers pass through from the upstream unchanged.
+	CORS *CORS `json:"cors,omitempty"`
+
+	// Header fields the proxy sets on the upstream request, with values
+	// from placeholders such as {http.request.cookie.session} or
+	// {http.request.uri.query.token}. The client's own copies are always
+	// dropped. If a placeholder in a value is empty, the request is answered
+	// 401 and the upstream is not contacted. Query parameters used in a
+	// value are removed from the upstream URL.
+	AuthHeaders []AuthHeader `json:"auth_headers,omitempty"`
+
+	opts   proxy.Options
+	shaper *proxy.Shaper
+	cors   *proxy.CORS
+	logger *zap.Logger
+}
+
+// CORS is the JSON form of the cross-origin policy.
+type CORS struct {
+	// Allowed origins: exact origins ("https://app.example.com"), wildcard
+	// subdomains ("https://*.example.com"), or "*" (not with credentials).
+	Origins []string `json:"origins,omitempty"`
+	// Allow credentialed requests (EventSource withCredentials, cookies).
+	Credentials bool `json:"credentials,omitempty"`
+	// How long browsers may cache a preflight answer.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// Request fields allowed in addition to Last-Event-ID and Cache-Control.
+	AllowHeaders []string `json:"allow_headers,omitempty"`
+	// Response fields that scripts may read.
+	ExposeHeaders []string `json:"expose_headers,omitempty"`
+}
+
+// AuthHeader is one header field set on the upstream request.
+type AuthHeader struct {
+	// The header field name, e.g. "Authorization".
+	Field string `json:"field"`
+	// The value; placeholders are expanded per request.
+	Value string `json:"value"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.sse_proxy",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+var (
+	metricsOnce sync.Once
+	metrics     *proxy.Metrics
+)
+
+// Provision compiles the configuration and hooks stream shutdown into the
+// server, so that reloads and stops end streams instead of waiting for them.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if err := h.compile(); err != nil {
+		return err
+	}
+	metricsOnce.Do(func() { metrics = proxy.NewMetrics() })
+	h.opts.Metrics = metrics
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := metrics.Register(reg); err != nil {
+			return fmt.Errorf("sse_proxy: metrics: %v", err)
+		}
+	}
+	h.opts.Streams = new(proxy.Streams)
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil {
+		// Fires on reload and on stop, before Caddy waits for requests to
+		// finish: an endless stream would otherwise hold the old config,
+		// or the process, forever.
+		srv.RegisterOnShutdown(h.endStreams)
+		if wi := time.Duration(srv.WriteIdleTimeout); wi > 0 && h.opts.Heartbeat >= wi {
+			h.logger.Warn("heartbeat is not shorter than the server's write_idle_timeout; idle streams will be cut",
+				zap.Duration("heartbeat", h.opts.Heartbeat), zap.Duration("write_idle_timeout", wi))
+		}
+	}
+	return nil
+}
+
+// compile turns the JSON config into what streams use; it is shared by
+// Provision and Validate so that both report the same errors.
+func (h *Handler) compile() error {
+	switch {
+	case h.Heartbeat == 0:
+		h.opts.Heartbeat = DefaultHeartbeat
+	case h.Heartbeat > 0:
+		h.opts.Heartbeat = time.Duration(h.Heartbeat)
+	default:
+		h.opts.Heartbeat = 0 // off
+	}
+	if h.Retry < 0 {
+		return fmt.Errorf("sse_proxy: retry %s is negative", time.Duration(h.Retry))
+	}
+	h.opts.Retry = time.Duration(h.Retry)
+	h.cors = nil
+	if h.CORS != nil {
+		c, err := proxy.NewCORS(proxy.CORSConfig{
+			Origins:       h.CORS.Origins,
+			Credentials:   h.CORS.Credentials,
+			MaxAge:        time.Duration(h.CORS.MaxAge),
+			AllowHeaders:  h.CORS.AllowHeaders,
+			ExposeHeaders: h.CORS.ExposeHeaders,
+		})
+		if err != nil {
+			return fmt.Errorf("sse_proxy: %v", err)
+		}
+		h.cors = c
+	}
+	h.opts.CORS = h.cors
+	headers := make([]proxy.AuthHeader, len(h.AuthHeaders))
+	for i, a := range h.AuthHeaders {
+		headers[i] = proxy.AuthHeader{Field: a.Field, Value: a.Value}
+	}
+	s, err := proxy.NewShaper(headers, nil)
+	if err != nil {
+		return fmt.Errorf("sse_proxy: %v", err)
+	}
+	h.shaper = s
+	return nil
+}
+
+// Validate reports configuration errors; Provision has compiled already.
+func (h *Handler) Validate() error {
+	return h.compile()
+}
+
+// Cleanup ends the streams of this config; they reconnect to the new one.
+func (h *Handler) Cleanup() error {
+	h.endStreams()
+	return nil
+}
+
+// endStreams ends every stream at an event boundary with a retry hint.
+func (h *Handler) endStreams() {
+	if h.opts.Streams == nil {
+		return
+	}
+	if n := h.opts.Streams.Len(); n > 0 {
+		h.logger.Info("ending open streams for reload or shutdown", zap.Int("streams", n))
+	}
+	h.opts.Streams.EndAll(h.reconnectHint, endGrace)
+}
+
+// reconnectHint is a retry field with jitter, so that the clients of a
+// stopping server do not all come back in the same instant: between one
+// and two times the configured retry (or one second).
+func (h *Handler) reconnectHint() []byte {
+	base := h.opts.Retry
+	if base <= 0 {
+		base = time.Second
+	}
+	return proxy.RetryLine(base + rand.N(base))
+}
+
+// ServeHTTP answers preflights, shapes the upstream request and hands it to
+// next with the stream-aware writer.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
+	origin := r.Header.Get("Origin")
+	if h.cors != nil && proxy.IsPreflight(r) {
+		h.cors.Preflight(w.Header(), origin)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	up, err := h.shaper.Shape(ctx, r, repl)
+	if err != nil {
+		if h.cors != nil {
+			h.cors.Apply(w.Header(), origin) // let the page see the 401
+		}
+		return caddyhttp.Error(http.StatusUnauthorized, err)
+	}
+
+	sw := proxy.NewWriter(w, &h.opts, origin, cancel)
+	defer sw.Close()
+	defer func() {
+		// When the proxy ended the stream itself (reload, shutdown), the
+		// upstream request was cancelled and reverse_proxy aborts with
+		// http.ErrAbortHandler; the client's response ends cleanly instead.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && sw.Ended() {
+				err = nil
+				return
+			}
+			panic(v)
+		}
+	}()
+	return next.ServeHTTP(sw, up)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// AuthHeader is one header field the proxy owns on the upstream request:
+// its value comes from a placeholder template, never from the client.
+type AuthHeader struct {
+	Field string
+	Value string
+}
+
+// Shaper turns a client request into the request sent upstream: it sets the
+// headers the proxy owns, drops the client's copies of them, and removes
+// the query parameters that carried credentials. It is read-only after
+// NewShaper and safe for concurrent use.
+type Shaper struct {
+	headers    []AuthHeader
+	owned      []string // canonical field names, deduplicated
+	stripQuery []string // query parameter names removed from the upstream URL
+}
+
+// queryPlaceholder matches the query-parameter placeholder, the form the
+// Caddyfile shorthand {query.NAME} expands to.
+var queryPlaceholder = regexp.MustCompile(`\{http\.request\.uri\.query\.([^{}]+)\}`)
+
+// ErrCredentials is wrapped by the error Shape returns when a credential
+// placeholder is empty or unknown; the request must be answered 401.
+var ErrCredentials = errors.New("credential missing")
+
+// NewShaper validates the auth headers and collects the query parameters
+// their values read, plus extra parameters to strip.
+func NewShaper(headers []AuthHeader, extraStrip []string) (*Shaper, error) {
+	s := &Shaper{headers: headers}
+	seen := map[string]bool{}
+	for _, h := range headers {
+		if !validFieldName(h.Field) {
+			return nil, fmt.Errorf("auth_header: %q is not a header field name", h.Field)
+		}
+		if strings.TrimSpace(h.Value) == "" {
+			return nil, fmt.Errorf("auth_header %s: a value is required", h.Field)
+		}
+		canon := textproto.CanonicalMIMEHeaderKey(h.Field)
+		if !seen[canon] {
+			seen[canon] = true
+			s.owned = append(s.owned, canon)
+		}
+		for _, m := range queryPlaceholder.FindAllStringSubmatch(h.Value, -1) {
+			s.stripQuery = append(s.stripQuery, m[1])
+		}
+	}
+	s.stripQuery = append(s.stripQuery, extraStrip...)
+	return s, nil
+}
+
+// Shape returns the request to pass upstream. The client's request is left
+// as it was (Caddy's logs and placeholders keep reading it); the returned
+// request shares its body but has its own context (ctx), header map and URL.
+// Placeholders are expanded before anything is removed, so a template may
+// read the very query parameter that is then stripped.
+func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replacer) (*http.Request, error) {
+	var values []string
+	if len(s.headers) > 0 {
+		if repl == nil {
+			repl = caddy.NewReplacer()
+		}
+		values = make([]string, len(s.headers))
+		for i, h := range s.headers {
+			v, err := repl.ReplaceOrErr(h.Value, true, true)
+			if err != nil {
+				// The error names the field only: the value is a secret.
+				return nil, fmt.Errorf("auth_header %s: %w: a placeholder is empty", h.Field, ErrCredentials)
+			}
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return nil, fmt.Errorf("auth_header %s: %w: the value holds a control character", h.Field, ErrCredentials)
+			}
+			values[i] = v
+		}
+	}
+	out := r.WithContext(ctx)
+	out.Header = r.Header.Clone()
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	for _, f := range s.owned {
+		delete(out.Header, f)
+	}
+	for i, h := range s.headers {
+		out.Header.Add(h.Field, values[i])
+	}
+	// A compressed upstream body could not carry heartbeats between events:
+	// let the transport negotiate (and transparently decode) on its own.
+	delete(out.Header, "Accept-Encoding")
+	if len(s.stripQuery) > 0 && r.URL.RawQuery != "" {
+		u := *r.URL
+		u.RawQuery = StripQuery(u.RawQuery, s.stripQuery)
+		out.URL = &u
+	}
+	return out, nil
+}
+
+// StripQuery removes every parameter named in names from a raw query,
+// leaving the other parameters byte for byte as they were.
+func StripQuery(rawQuery string, names []string) string {
+	var b strings.Builder
+	rest := rawQuery
+	changed := false
+	for rest != "" {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		key, _, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(key); err == nil && slices.Contains(names, k) {
+			changed = true
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(pair)
+	}
+	if !changed {
+		return rawQuery
+	}
+	return b.String()
+}

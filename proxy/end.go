@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+)
+
+// End asks the writer to end the stream at the next event boundary, writing
+// hint (a retry field, say) first, and to cancel the upstream request. If no
+// boundary comes within grace, the stream ends where it is. End returns at
+// once; the next handler then aborts, which the caller recognises by Ended.
+func (w *Writer) End(hint []byte, grace time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mode != modeStream || w.closed || w.ended || w.ending {
+		return
+	}
+	w.endRetry = hint
+	if w.encoded || w.scan.AtBoundary() {
+		w.finish()
+		return
+	}
+	w.ending = true
+	w.endBefore = time.Now().Add(grace)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(grace, w.tick)
+	} else {
+		w.timer.Reset(grace)
+	}
+}
+
+// writeUntilBoundary writes p up to its last event boundary and ends the
+// stream there; the partial event after it is dropped, as the browser would
+// drop it anyway. Callers hold mu.
+func (w *Writer) writeUntilBoundary(p []byte, skipped int) (int, error) {
+	i, _ := w.scan.Feed(p)
+	if i < 0 {
+		_, err := w.rw.Write(p)
+		if err == nil {
+			err = w.flushNow()
+		}
+		return len(p) + skipped, err
+	}
+	if _, err := w.rw.Write(p[:i]); err != nil {
+		return i + skipped, err
+	}
+	w.finish()
+	return len(p) + skipped, nil
+}
+
+// finish writes the hint, flushes and cancels the upstream. Callers hold mu.
+func (w *Writer) finish() {
+	if !w.encoded && w.endRetry != nil {
+		_ = w.write(w.endRetry)
+	}
+	_ = w.flushNow()
+	w.ended = true
+	w.ending = false
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.cancel()
+}
+
+// Streams is the set of open streams of one handler, so that they can all
+// be ended together when the server shuts down or the config is reloaded.
+type Streams struct {
+	mu      sync.Mutex
+	set     map[*Writer]struct{}
+	closing bool
+	hint    func() []byte
+	grace   time.Duration
+}
+
+// add registers w, or reports false when the set is closing and w must end
+// at once, with the hint returned. Called with w.mu held.
+func (s *Streams) add(w *Writer) (bool, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false, s.hint()
+	}
+	if s.set == nil {
+		s.set = make(map[*Writer]struct{})
+	}
+	s.set[w] = struct{}{}
+	return true, nil
+}
+
+// remove forgets w. Called with w.mu held.
+func (s *Streams) remove(w *Writer) {
+	s.mu.Lock()
+	delete(s.set, w)
+	s.mu.Unlock()
+}
+
+// Len is the number of open streams.
+func (s *Streams) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.set)
+}
+
+// EndAll ends every open stream, and every stream that opens later, at its
+// next boundary (or after grace), each with its own hint.
+func (s *Streams) EndAll(hint func() []byte, grace time.Duration) {
+	s.mu.Lock()
+	s.closing, s.hint, s.grace = true, hint, grace
+	list := make([]*Writer, 0, len(s.set))
+	for w := range s.set {
+		list = append(list, w)
+	}
+	s.mu.Unlock()
+	// Writers are ended outside s.mu: a writer takes its own lock first and
+	// then s.mu (add, remove), so holding s.mu here could deadlock.
+	for _, w := range list {
+		w.End(hint(), grace)
+	}
+}

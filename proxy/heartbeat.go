@@ -1,0 +1,52 @@
+package proxy
+
+import "time"
+
+// tick runs on the writer's timer. The timer is armed once per heartbeat
+// interval, not reset on every write: a write only records its time, and
+// tick works out how long the stream has really been idle. That keeps the
+// per-write path free of timer work, whatever the event rate.
+func (w *Writer) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.ended {
+		return
+	}
+	now := time.Now()
+	if w.ending {
+		if !now.Before(w.endBefore) {
+			// No boundary came in time: end inside the event. The
+			// browser discards the partial event and reconnects.
+			w.finish()
+			return
+		}
+		w.timer.Reset(w.endBefore.Sub(now))
+		return
+	}
+	hb := w.opts.Heartbeat
+	if idle := now.Sub(w.last); idle < hb {
+		w.timer.Reset(hb - idle)
+		return
+	}
+	if w.scan.AtBoundary() {
+		err := w.write(heartbeatLine)
+		if err == nil {
+			err = w.flushNow()
+		}
+		if err != nil {
+			// The client is gone; the copy loop will notice on its own.
+			w.closed = true
+			return
+		}
+		// What the client saw last is an empty LF line, whatever CR the
+		// upstream wrote before it.
+		w.scan.Reset()
+		w.last = now
+		if w.opts.Metrics != nil {
+			w.opts.Metrics.heartbeat()
+		}
+	}
+	// Mid-event the stream cannot take a heartbeat; look again after an
+	// interval (the upstream is expected to finish its event by then).
+	w.timer.Reset(hb)
+}

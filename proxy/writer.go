@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/buffer"
+)
+
+// Options is what every stream of one handler shares. It is read-only once
+// streams use it.
+type Options struct {
+	// Heartbeat is the idle time after which a comment line is written
+	// between events; 0 turns heartbeats off.
+	Heartbeat time.Duration
+	// Retry, when positive, is sent as a retry: field first on every stream.
+	Retry time.Duration
+	// CORS is the policy, or nil when the proxy leaves CORS to the upstream.
+	CORS *CORS
+	// Streams, when set, tracks every open stream so they can be ended
+	// together (on reload and shutdown).
+	Streams *Streams
+	// Metrics, when set, counts what the streams do.
+	Metrics *Metrics
+}
+
+// RetryLine is the retry field that sets an EventSource's reconnection time,
+// as a complete (empty) event.
+func RetryLine(d time.Duration) []byte {
+	return []byte("retry: " + strconv.FormatInt(d.Milliseconds(), 10) + "\n\n")
+}
+
+// heartbeatLine is a comment line followed by an empty line: EventSource
+// ignores it, and it resets every idle timer on the path.
+var heartbeatLine = []byte(":\n\n")
+
+// utf8BOM is stripped from the start of an upstream stream: the HTML
+// standard drops it only as the very first bytes, and the proxy may already
+// have written a retry field or a heartbeat in front of it.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// errStreamEnded is returned for writes after the proxy ended the stream.
+var errStreamEnded = errors.New("sse_proxy: stream ended by the proxy")
+
+type mode uint8
+
+const (
+	modeUndecided   mode = iota // no status written yet
+	modePassthrough             // not an event stream: relayed as it is
+	modeStream                  // an event stream: framed, flushed, kept alive
+)
+
+// Writer is the ResponseWriter the next handler writes to. For a
+// text/event-stream response it cleans and completes the header, flushes
+// every write at once, and writes heartbeats at event boundaries while the
+// stream is idle. Anything else passes through, with CORS applied.
+//
+// Every method takes mu: the heartbeat timer writes from its own goroutine,
+// and reverse_proxy flushes from a timer of its own.
+type Writer struct {
+	rw     http.ResponseWriter
+	opts   *Options
+	origin string
+	cancel func() // ends the upstream request
+
+	mu        sync.Mutex
+	mode      mode
+	encoded   bool // the body is content-encoded: no bytes may be added
+	scan      buffer.Scanner
+	started   bool      // the upstream has written body bytes
+	dirty     bool      // bytes written since the last flush
+	last      time.Time // last write to the client
+	flush     func() error
+	timer     *time.Timer
+	closed    bool      // no more writes of ours: the handler is done or the client gone
+	ending    bool      // the proxy is ending the stream at the next boundary
+	ended     bool      // the proxy ended the stream
+	endRetry  []byte    // hint written when ending
+	endBefore time.Time // deadline for reaching a boundary while ending
+}
+
+// NewWriter wraps rw for one request from origin (the request's Origin
+// field). cancel must end the upstream request; it is called when the proxy
+// ends the stream itself.
+func NewWriter(rw http.ResponseWriter, opts *Options, origin string, cancel func()) *Writer {
+	return &Writer{rw: rw, opts: opts, origin: origin, cancel: cancel}
+}
+
+// Header returns the header map of the underlying writer.
+func (w *Writer) Header() http.Header { return w.rw.Header() }
+
+// Unwrap returns the underlying writer, for http.ResponseController.
+func (w *Writer) Unwrap() http.ResponseWriter { return w.rw }
+
+// WriteHeader decides, from the status and Content-Type, whether the
+// response is an event stream, fixes the header accordingly and sends it.
+func (w *Writer) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writeHeader(code)
+}
+
+func (w *Writer) writeHeader(code int) {
+	if w.mode != modeUndecided {
+		return // superfluous; net/http would only log it
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		w.rw.WriteHeader(code) // informational (103 Early Hints): more follows
+		return
+	}
+	h := w.rw.Header()
+	if w.opts.CORS != nil {
+		w.opts.CORS.Apply(h, w.origin)
+	}
+	if code != http.StatusOK || !IsEventStream(h.Get("Content-Type")) {
+		w.mode = modePassthrough
+		w.rw.WriteHeader(code)
+		return
+	}
+	w.mode = modeStream
+	CleanHeaders(h)
+	setStreamCaching(h)
+	if ce := h.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		// Bytes of ours would corrupt an encoded body. The transport is
+		// asked for identity (see Shaper), so this takes an upstream that
+		// compresses regardless.
+		w.encoded = true
+	}
+	w.flush = flusherOf(w.rw)
+	w.rw.WriteHeader(code)
+	if !w.encoded && w.opts.Retry > 0 {
+		w.write(RetryLine(w.opts.Retry))
+	}
+	w.flushNow() // headers go out now: EventSource.onopen fires at once
+	w.last = time.Now()
+	if w.opts.Metrics != nil {
+		w.opts.Metrics.streamOpened()
+	}
+	if !w.encoded && w.opts.Heartbeat > 0 {
+		w.timer = time.AfterFunc(w.opts.Heartbeat, w.tick)
+	}
+	if w.opts.Streams != nil {
+		if ok, hint := w.opts.Streams.add(w); !ok {
+			// The server is shutting down: end the stream right away.
+			w.endRetry = hint
+			w.finish()
+		}
+	}
+}
+
+// Write relays upstream bytes. In a stream they are flushed at once, and
+// the scanner follows event boundaries.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mode == modeUndecided {
+		w.writeHeader(http.StatusOK)
+	}
+	if w.mode != modeStream {
+		return w.rw.Write(p)
+	}
+	if w.ended {
+		return 0, errStreamEnded
+	}
+	if w.encoded {
+		n, err := w.rw.Write(p)
+		w.dirty = true
+		return n, err
+	}
+	skipped := 0
+	if !w.started {
+		w.started = true
+		if bytes.HasPrefix(p, utf8BOM) {
+			p, skipped = p[len(utf8BOM):], len(utf8BOM)
+		}
+	}
+	if w.ending {
+		return w.writeUntilBoundary(p, skipped)
+	}
+	n, err := w.rw.Write(p)
+	_, events := w.scan.Feed(p[:n])
+	w.dirty = true
+	w.last = time.Now()
+	if err == nil {
+		err = w.flushNow()
+	}
+	if err != nil {
+		w.closed = true
+	}
+	if w.opts.Metrics != nil {
+		w.opts.Metrics.relayed(events)
+	}
+	return n + skipped, err
+}
+
+// write writes bytes of the proxy's own; callers hold mu.
+func (w *Writer) write(p []byte) error {
+	_, err := w.rw.Write(p)
+	w.dirty = true
+	return err
+}
+
+// flushNow flushes the underlying writer; callers hold mu.
+func (w *Writer) flushNow() error {
+	w.dirty = false
+	if w.flush == nil {
+		return nil
+	}
+	return w.flush()
+}
+
+// FlushError flushes, unless Write already did: reverse_proxy flushes after
+// every write of an event stream, and this writer flushes in Write itself so
+// any next handler streams. The second flush would find nothing to send.
+func (w *Writer) FlushError() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mode == modeStream {
+		if !w.dirty || w.ended {
+			return nil
+		}
+		return w.flushNow()
+	}
+	if w.mode == modeUndecided {
+		// Flushing sends the header: decide what the response is first.
+		w.writeHeader(http.StatusOK)
+		if w.mode == modeStream {
+			return nil // writeHeader flushed
+		}
+	}
+	return http.NewResponseController(w.rw).Flush()
+}
+
+// Flush is FlushError for callers that use http.Flusher.
+func (w *Writer) Flush() { _ = w.FlushError() }
+
+// Close stops the writer's timers; no write of the proxy's own follows. The
+// handler calls it before returning, since writing to a finished response
+// panics in the HTTP/2 server.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	if w.mode == modeStream {
+		if w.opts.Streams != nil {
+			w.opts.Streams.remove(w)
+		}
+		if w.opts.Metrics != nil {
+			w.opts.Metrics.streamClosed()
+		}
+	}
+}
+
+// Ended reports whether the proxy ended the stream (and so the next
+// handler's abort is expected).
+func (w *Writer) Ended() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ended
+}
+
+// flusherOf finds the flush method of rw once per stream, so that a flush
+// allocates nothing (http.NewResponseController allocates on every call).
+func flusherOf(rw http.ResponseWriter) func() error {
+	for {
+		switch f := rw.(type) {
+		case interface{ FlushError() error }:
+			return f.FlushError
+		case http.Flusher:
+			return func() error { f.Flush(); return nil }
+		case interface{ Unwrap() http.ResponseWriter }:
+			rw = f.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
