@@ -69,7 +69,6 @@ type Streams struct {
 	set     map[*Writer]struct{}
 	closing bool
 	hint    func() []byte
-	grace   time.Duration
 }
 
 // add registers w, or reports false when the set is closing and w must end
@@ -94,18 +93,16 @@ func (s *Streams) remove(w *Writer) {
 	s.mu.Unlock()
 }
 
-// Len is the number of open streams.
-func (s *Streams) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.set)
-}
-
 // EndAll ends every open stream, and every stream that opens later, at its
-// next boundary (or after grace), each with its own hint.
-func (s *Streams) EndAll(hint func() []byte, grace time.Duration) {
+// next boundary (or after grace), each with its own hint. It returns the
+// number of streams it ended, 0 when called again.
+func (s *Streams) EndAll(hint func() []byte, grace time.Duration) int {
 	s.mu.Lock()
-	s.closing, s.hint, s.grace = true, hint, grace
+	if s.closing {
+		s.mu.Unlock()
+		return 0
+	}
+	s.closing, s.hint = true, hint
 	list := make([]*Writer, 0, len(s.set))
 	for w := range s.set {
 		list = append(list, w)
@@ -116,4 +113,5 @@ func (s *Streams) EndAll(hint func() []byte, grace time.Duration) {
 	for _, w := range list {
 		w.End(hint(), grace)
 	}
+	return len(list)
 }

@@ -9,7 +9,7 @@ import "time"
 func (w *Writer) tick() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed || w.ended {
+	if w.mode != modeStream || w.closed || w.ended {
 		return
 	}
 	now := time.Now()
@@ -24,6 +24,9 @@ func (w *Writer) tick() {
 		return
 	}
 	hb := w.opts.Heartbeat
+	if w.encoded || hb <= 0 {
+		return
+	}
 	if idle := now.Sub(w.last); idle < hb {
 		w.timer.Reset(hb - idle)
 		return

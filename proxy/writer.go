@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"strconv"
@@ -71,7 +70,8 @@ type Writer struct {
 	mode      mode
 	encoded   bool // the body is content-encoded: no bytes may be added
 	scan      buffer.Scanner
-	started   bool      // the upstream has written body bytes
+	started   bool      // the upstream's first body bytes are past the BOM check
+	bomSeen   int       // leading bytes that match the BOM so far (held back)
 	dirty     bool      // bytes written since the last flush
 	last      time.Time // last write to the client
 	flush     func() error
@@ -173,9 +173,19 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	skipped := 0
 	if !w.started {
-		w.started = true
-		if bytes.HasPrefix(p, utf8BOM) {
-			p, skipped = p[len(utf8BOM):], len(utf8BOM)
+		var held []byte
+		p, held, skipped = w.leadingBOM(p)
+		if held != nil {
+			// A BOM prefix turned out to be data: it goes first.
+			n, err := w.rw.Write(held)
+			w.scan.Feed(held[:n])
+			if err != nil {
+				w.closed = true
+				return 0, err
+			}
+		}
+		if len(p) == 0 {
+			return skipped, nil
 		}
 	}
 	if w.ending {
@@ -195,6 +205,33 @@ func (w *Writer) Write(p []byte) (int, error) {
 		w.opts.Metrics.relayed(events)
 	}
 	return n + skipped, err
+}
+
+// leadingBOM drops a UTF-8 BOM at the start of the upstream body, also when
+// it arrives split across writes: up to two bytes that may begin a BOM are
+// held back until the next write decides. It returns what is left of p to
+// relay, the held bytes when they proved to be data, and how many bytes of
+// p it consumed. Callers hold mu.
+func (w *Writer) leadingBOM(p []byte) (rest, held []byte, consumed int) {
+	i := 0
+	for w.bomSeen+i < len(utf8BOM) && i < len(p) && p[i] == utf8BOM[w.bomSeen+i] {
+		i++
+	}
+	switch {
+	case w.bomSeen+i == len(utf8BOM): // a whole BOM: drop it
+		w.started, w.bomSeen = true, 0
+		return p[i:], nil, i
+	case i == len(p): // still a BOM prefix: hold it
+		w.bomSeen += i
+		return nil, nil, i
+	default: // not a BOM after all
+		w.started = true
+		if w.bomSeen > 0 {
+			held = utf8BOM[:w.bomSeen]
+			w.bomSeen = 0
+		}
+		return p, held, 0
+	}
 }
 
 // write writes bytes of the proxy's own; callers hold mu.
@@ -244,6 +281,11 @@ func (w *Writer) Flush() { _ = w.FlushError() }
 func (w *Writer) Close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.bomSeen > 0 && !w.ended && !w.closed {
+		// The body ended inside what looked like a BOM: it was data.
+		_, _ = w.rw.Write(utf8BOM[:w.bomSeen])
+		w.bomSeen = 0
+	}
 	w.closed = true
 	if w.timer != nil {
 		w.timer.Stop()

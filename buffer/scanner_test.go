@@ -1,0 +1,166 @@
+package buffer
+
+import (
+	"strings"
+	"testing"
+)
+
+// boundaryOracle answers, straight from the HTML standard's definition and
+// independently of the scanner's state machine, whether the prefix s ends
+// at an event boundary: it is empty, or its last line terminator ends an
+// empty line. A CR at the very end counts as a terminator (whatever follows,
+// the line has ended). It also counts the events s completes.
+func boundaryOracle(s string) (atBoundary bool, events int) {
+	type line struct{ empty bool }
+	var lines []line
+	cur := 0 // length of the current line
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\r':
+			lines = append(lines, line{cur == 0})
+			cur = 0
+			if i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
+		case '\n':
+			lines = append(lines, line{cur == 0})
+			cur = 0
+		default:
+			cur++
+		}
+	}
+	pending := false
+	for _, l := range lines {
+		if l.empty {
+			if pending {
+				events++
+			}
+			pending = false
+		} else {
+			pending = true
+		}
+	}
+	if s == "" {
+		return true, 0
+	}
+	last := s[len(s)-1]
+	return (last == '\n' || last == '\r') && lines[len(lines)-1].empty, events
+}
+
+// all returns every string of length n over alphabet.
+func all(alphabet string, n int) []string {
+	out := []string{""}
+	for i := 0; i < n; i++ {
+		var next []string
+		for _, p := range out {
+			for _, c := range alphabet {
+				next = append(next, p+string(c))
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+func TestAtBoundaryMatchesSpecForEveryPrefix(t *testing.T) {
+	for n := 0; n <= 8; n++ {
+		for _, s := range all("a\r\n", n) {
+			var sc Scanner
+			total := 0
+			for i := 0; i < len(s); i++ {
+				_, ev := sc.Feed([]byte{s[i]})
+				total += ev
+				want, wantEvents := boundaryOracle(s[:i+1])
+				if got := sc.AtBoundary(); got != want {
+					t.Fatalf("%q: after %q AtBoundary = %v, want %v", s, s[:i+1], got, want)
+				}
+				if total != wantEvents {
+					t.Fatalf("%q: after %q events = %d, want %d", s, s[:i+1], total, wantEvents)
+				}
+			}
+		}
+	}
+}
+
+// TestFeedReportsLastBoundaryForEverySplit cuts streams into two and three
+// chunks at every position and checks the offset Feed returns for each.
+func TestFeedReportsLastBoundaryForEverySplit(t *testing.T) {
+	check := func(s string, cuts []int) {
+		var sc Scanner
+		start := 0
+		for _, end := range append(cuts, len(s)) {
+			chunk := s[start:end]
+			got, _ := sc.Feed([]byte(chunk))
+			want := -1
+			for i := start + 1; i <= end; i++ {
+				if ok, _ := boundaryOracle(s[:i]); ok && endsTerminator(s, i) {
+					want = i - start
+				}
+			}
+			if got != want {
+				t.Fatalf("%q cut at %v: chunk %q: Feed = %d, want %d", s, cuts, chunk, got, want)
+			}
+			start = end
+		}
+	}
+	for n := 0; n <= 7; n++ {
+		for _, s := range all("a\r\n", n) {
+			for i := 0; i <= len(s); i++ {
+				check(s, []int{i})
+				for j := i; j <= len(s); j++ {
+					check(s, []int{i, j})
+				}
+			}
+		}
+	}
+}
+
+// endsTerminator: position i (exclusive) follows a line-terminator byte.
+func endsTerminator(s string, i int) bool {
+	return i > 0 && (s[i-1] == '\n' || s[i-1] == '\r')
+}
+
+func TestFeedOnRealisticStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name, stream string
+		events       int
+		boundary     bool
+	}{
+		{"LF", "id: 1\ndata: a\n\ndata: b\n\n", 2, true},
+		{"CRLF", "id: 1\r\ndata: a\r\n\r\ndata: b\r\n\r\n", 2, true},
+		{"CR", "id: 1\rdata: a\r\rdata: b\r\r", 2, true},
+		{"mixed", "data: a\r\n\ndata: b\r\r\ndata: c\n\r", 3, true},
+		{"open event", "data: a\n\ndata: b\n", 1, false},
+		{"comment only", ": hi\n\n", 1, true},
+		{"blank lines", "\n\n\r\n\r\r", 0, true},
+		{"long line", "data: " + strings.Repeat("x", 1<<16), 0, false},
+	} {
+		var sc Scanner
+		_, ev := sc.Feed([]byte(tc.stream))
+		if ev != tc.events || sc.AtBoundary() != tc.boundary {
+			t.Errorf("%s: events %d boundary %v, want %d %v", tc.name, ev, sc.AtBoundary(), tc.events, tc.boundary)
+		}
+	}
+}
+
+func TestResetPutsScannerAtBoundary(t *testing.T) {
+	var sc Scanner
+	sc.Feed([]byte("data: a\n"))
+	if sc.AtBoundary() {
+		t.Fatal("mid-event reported as boundary")
+	}
+	sc.Reset()
+	if !sc.AtBoundary() {
+		t.Fatal("Reset did not put the scanner at a boundary")
+	}
+}
+
+func BenchmarkFeed(b *testing.B) {
+	chunk := []byte("id: 12345\nevent: tick\ndata: {\"n\":12345,\"payload\":\"" + strings.Repeat("x", 200) + "\"}\n\n")
+	var sc Scanner
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sc.Feed(chunk)
+	}
+}

@@ -1,0 +1,72 @@
+package sseproxy_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
+)
+
+// upstream is a legacy SSE backend for tests: an httptest server that
+// records the requests it gets.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+// newUpstream starts h as an HTTP/1.1 upstream on 127.0.0.1. Start it
+// before Caddy, so that it stops after Caddy does.
+func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Clone(r.Context()))
+		u.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// requests returns the requests received so far.
+func (u *upstream) requests() []*http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*http.Request(nil), u.reqs...)
+}
+
+// addr is the upstream's host:port.
+func (u *upstream) addr() string { return strings.TrimPrefix(u.URL, "http://") }
+
+// startSite runs a Caddy with one HTTPS site on a free port whose body is
+// directives, and returns the site's base URL.
+func startSite(t *testing.T, directives string) string {
+	t.Helper()
+	port := testcaddy.FreePort(t)
+	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n%s\n}\n", testcaddy.GlobalOptions, port, directives))
+	return fmt.Sprintf("https://localhost:%d", port)
+}
+
+// sseHeaders writes the headers a typical Express SSE backend sends.
+func sseHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("Keep-Alive", "timeout=5")
+	h.Set("Access-Control-Allow-Origin", "*")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+}
+
+// write writes s and flushes, as a legacy backend does per event.
+func write(w http.ResponseWriter, s string) {
+	_, _ = w.Write([]byte(s))
+	w.(http.Flusher).Flush()
+}
