@@ -99,9 +99,13 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 	for i, h := range s.headers {
 		out.Header.Add(h.Field, values[i])
 	}
-	// A compressed upstream body could not carry heartbeats between events:
-	// let the transport negotiate (and transparently decode) on its own.
-	delete(out.Header, "Accept-Encoding")
+	if WantsStream(r) {
+		// A compressed stream cannot take heartbeats, and an encode handler
+		// after this one would compress it: the transport negotiates (and
+		// transparently decodes) on its own. Other requests keep the
+		// client's Accept-Encoding, so encode still compresses them.
+		delete(out.Header, "Accept-Encoding")
+	}
 	if len(s.stripQuery) > 0 && r.URL.RawQuery != "" {
 		u := *r.URL
 		u.RawQuery = StripQuery(u.RawQuery, s.stripQuery)
@@ -133,4 +137,19 @@ func StripQuery(rawQuery string, names []string) string {
 		return rawQuery
 	}
 	return b.String()
+}
+
+// WantsStream reports whether the client asked for an event stream, as
+// EventSource always does with Accept: text/event-stream.
+func WantsStream(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for v != "" {
+			var mt string
+			mt, v, _ = strings.Cut(v, ",")
+			if IsEventStream(mt) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// prepared returns a request with Caddy's replacer, as Caddy's server sets
+// it up.
+func prepared(t *testing.T, target string, header http.Header) (*http.Request, *caddy.Replacer) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	for k, v := range header {
+		r.Header[k] = v
+	}
+	repl := caddy.NewReplacer()
+	r = caddyhttp.PrepareRequest(r, repl, nil, &caddyhttp.Server{})
+	return r, repl
+}
+
+func TestShapeSetsOwnedHeadersAndStripsTokens(t *testing.T) {
+	s, err := NewShaper([]AuthHeader{
+		{Field: "authorization", Value: "Bearer {http.request.uri.query.token}"},
+		{Field: "X-Tenant", Value: "{http.request.cookie.tenant}"},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, repl := prepared(t, "/events?a=1&token=s3cr%65t&b=x%20y&token=again", http.Header{
+		"Authorization":   {"Bearer forged"},
+		"X-Tenant":        {"forged"},
+		"Cookie":          {"tenant=acme"},
+		"Accept-Encoding": {"gzip"},
+		"Accept":          {"text/html, text/event-stream;q=0.9"},
+		"Last-Event-Id":   {"41"},
+	})
+	up, err := s.Shape(context.Background(), r, repl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := up.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer s3cret,again" {
+		t.Errorf("Authorization %q", got)
+	}
+	if got := up.Header.Values("X-Tenant"); len(got) != 1 || got[0] != "acme" {
+		t.Errorf("X-Tenant %q", got)
+	}
+	if up.URL.RawQuery != "a=1&b=x%20y" {
+		t.Errorf("upstream query %q", up.URL.RawQuery)
+	}
+	if up.Header.Get("Accept-Encoding") != "" || up.Header.Get("Last-Event-ID") != "41" {
+		t.Errorf("header %v", up.Header)
+	}
+	// The client's request is untouched: Caddy's logs and placeholders read it.
+	if r.Header.Get("Authorization") != "Bearer forged" || !strings.Contains(r.URL.RawQuery, "token=") {
+		t.Error("client request modified")
+	}
+}
+
+func TestShapeRefusesMissingCredentials(t *testing.T) {
+	s, _ := NewShaper([]AuthHeader{{Field: "Authorization", Value: "Bearer {http.request.cookie.session}"}}, nil)
+	for name, h := range map[string]http.Header{
+		"no cookie":    {"Authorization": {"Bearer forged"}},
+		"empty cookie": {"Cookie": {"session="}},
+	} {
+		r, repl := prepared(t, "/events", h)
+		_, err := s.Shape(context.Background(), r, repl)
+		if !errors.Is(err, ErrCredentials) {
+			t.Errorf("%s: err %v", name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "forged") {
+			t.Errorf("%s: error leaks a credential: %v", name, err)
+		}
+	}
+}
+
+func TestShapeRefusesControlCharacters(t *testing.T) {
+	s, _ := NewShaper([]AuthHeader{{Field: "Authorization", Value: "Bearer {http.request.uri.query.t}"}}, nil)
+	r, repl := prepared(t, "/events?t=a%0D%0AX-Injected:%201", nil)
+	if _, err := s.Shape(context.Background(), r, repl); !errors.Is(err, ErrCredentials) {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestNewShaperErrors(t *testing.T) {
+	for _, tc := range []struct {
+		h    AuthHeader
+		want string
+	}{
+		{AuthHeader{Field: "Bad Field", Value: "x"}, `"Bad Field" is not a header field name`},
+		{AuthHeader{Field: "Authorization", Value: " "}, "auth_header Authorization: a value is required"},
+	} {
+		if _, err := NewShaper([]AuthHeader{tc.h}, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v", tc.h, err)
+		}
+	}
+}
+
+func TestStripQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"token=1":         "",
+		"a=1&token=2":     "a=1",
+		"to%6Ben=2&a=%2F": "a=%2F",
+		"a=1&&b":          "a=1&&b",
+		"tokens=1&token":  "tokens=1",
+		"a=1;token=2":     "a=1;token=2",
+	} {
+		if got := StripQuery(in, []string{"token"}); got != want {
+			t.Errorf("StripQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
