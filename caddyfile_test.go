@@ -1,0 +1,180 @@
+package sseproxy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	sseproxy "github.com/sse-proxy/caddy-sse-proxy"
+	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
+)
+
+// Bad input fails `caddy adapt` with a message that names the
+// subdirective and the value.
+func TestInvalidCaddyfileIsRejected(t *testing.T) {
+	for _, tc := range []struct{ block, want string }{
+		{"heartbeat 0", `heartbeat: "0" must be a positive duration`},
+		{"heartbeat -5s", `heartbeat: "-5s" must be a positive duration`},
+		{"heartbeat soon", `heartbeat: "soon" is not a duration`},
+		{"heartbeat", "heartbeat takes one argument"},
+		{"retry 0s", `retry: "0s" must be a positive duration`},
+		{"retry later", `retry: "later" is not a duration`},
+		{"cors * {\n\t\tcredentials\n\t}", `origin "*" cannot be combined with credentials`},
+		{"cors example.com", `origin "example.com": want scheme://host[:port]`},
+		{"cors https://example.com/path", `origin "https://example.com/path"`},
+		{"cors", "cors needs at least one origin"},
+		{"cors https://a.com {\n\t\tmax_age never\n\t}", `cors max_age: "never" is not a duration`},
+		{"cors https://a.com {\n\t\tcreds\n\t}", `cors: unrecognized subdirective "creds"`},
+		{"cors https://a.com {\n\t\tallow_headers Bad:Field\n\t}", `allow_headers: "Bad:Field"`},
+		{"auth_header Authorization", "auth_header takes a field and a value"},
+		{"auth_header \"Bad Field\" x", `"Bad Field" is not a header field name`},
+		{"heartbeet 5s", "unrecognized subdirective heartbeet"},
+	} {
+		cf := fmt.Sprintf(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\t%s\n\t}\n}\n", strings.ReplaceAll(tc.block, "\n", "\n\t"))
+		_, _, err := testcaddy.AdaptErr(cf)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "at Caddyfile:") {
+			t.Errorf("%q: error %v, want one containing %q and the line", tc.block, err, tc.want)
+		}
+	}
+}
+
+// The JSON config is checked as strictly, by Provision/Validate (what
+// `caddy validate` runs).
+func TestInvalidJSONIsRejected(t *testing.T) {
+	for _, tc := range []struct{ handler, want string }{
+		{`"retry": -1000000000`, "retry -1s is negative"},
+		{`"cors": {"origins": ["*"], "credentials": true}`, `"*" cannot be combined with credentials`},
+		{`"cors": {"origins": ["ftp//x"]}`, `origin "ftp//x"`},
+		{`"auth_headers": [{"field": "Authorization"}]`, "auth_header Authorization: a value is required"},
+	} {
+		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"sse_proxy",%s}]}]}}}}}`, tc.handler)
+		err := caddy.Validate(mustConfig(t, cfg))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.handler, err, tc.want)
+		}
+	}
+}
+
+func mustConfig(t *testing.T, s string) *caddy.Config {
+	t.Helper()
+	var cfg caddy.Config
+	if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
+}
+
+// The directive expands into sse_proxy followed by reverse_proxy, which
+// gets every subdirective that is not sse_proxy's.
+func TestDirectiveExpandsIntoReverseProxy(t *testing.T) {
+	out := testcaddy.Adapt(t, `:8080 {
+	sse_proxy /events* 127.0.0.1:3000 127.0.0.1:3001 {
+		heartbeat 5s
+		cors https://app.example.com {
+			credentials
+		}
+		lb_policy first
+		health_uri /health
+		header_up X-Test 1
+		auth_header Authorization "Bearer {cookie.session}"
+		transport http {
+			dial_timeout 2s
+		}
+	}
+	respond "other"
+}`)
+	s := string(out)
+	for _, want := range []string{
+		`"handle":[{"auth_headers":[{"field":"Authorization","value":"Bearer {http.request.cookie.session}"}],"cors":{"credentials":true,"origins":["https://app.example.com"]},"handler":"sse_proxy","heartbeat":5000000000},{"handler":"reverse_proxy"`,
+		`"upstreams":[{"dial":"127.0.0.1:3000"},{"dial":"127.0.0.1:3001"}]`,
+		`"selection_policy":{"policy":"first"}`,
+		`"uri":"/health"`,
+		`"dial_timeout":2000000000`,
+		`"match":[{"path":["/events*"]}]`,
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("adapted config lacks %s\n%s", want, s)
+		}
+	}
+	// Ordered before respond (and encode): no global order option needed.
+	if strings.Index(s, `"sse_proxy"`) > strings.Index(s, `"static_response"`) {
+		t.Errorf("sse_proxy sorted after respond:\n%s", s)
+	}
+}
+
+func TestSidecarCommandIsRegistered(t *testing.T) {
+	cmd, ok := caddycmd.Commands()["sse-proxy"]
+	if !ok {
+		t.Fatal("caddy sse-proxy is not registered")
+	}
+	for _, f := range []string{"from", "to", "cors-origin", "credentials", "heartbeat", "retry", "auth-header", "internal-certs", "disable-redirects", "access-log", "debug"} {
+		if !strings.Contains(cmd.Usage, "--"+f) {
+			t.Errorf("usage lacks --%s", f)
+		}
+	}
+}
+
+func TestSidecarCaddyfileRejectsBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		o    sseproxy.SidecarOptions
+		want string
+	}{
+		{sseproxy.SidecarOptions{}, "--to is required"},
+		{sseproxy.SidecarOptions{To: []string{"a:1"}, AuthHeaders: []string{"Authorization"}}, `want "Field: value"`},
+		{sseproxy.SidecarOptions{To: []string{"a:1"}, Credentials: true}, "--credentials needs at least one --cors-origin"},
+		{sseproxy.SidecarOptions{To: []string{"a:1"}, AuthHeaders: []string{"X: `}\n}"}}, "backticks and line breaks"},
+	} {
+		if _, err := sseproxy.SidecarCaddyfile(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v", tc.o, err)
+		}
+	}
+	cf, err := sseproxy.SidecarCaddyfile(sseproxy.SidecarOptions{To: []string{"a:1"}, Heartbeat: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := testcaddy.AdaptErr(cf); err == nil || !strings.Contains(err.Error(), `heartbeat: "0" must be a positive duration`) {
+		t.Errorf("--heartbeat 0: %v", err)
+	}
+}
+
+// The one-liner's config, run for real: CORS with credentials, the auth
+// header from a cookie, heartbeats and retry.
+func TestSidecarProxiesAStream(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	up := newUpstream(t, script("data: a\n\n"))
+	port := testcaddy.FreePort(t)
+	cf, err := sseproxy.SidecarCaddyfile(sseproxy.SidecarOptions{
+		From:        fmt.Sprintf("http://localhost:%d", port),
+		To:          []string{up.addr()},
+		CORSOrigins: []string{"https://app.example.com"},
+		Credentials: true,
+		Heartbeat:   "100ms",
+		Retry:       "3s",
+		AuthHeaders: []string{"Authorization: Bearer {cookie.session}"},
+		AccessLog:   true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.Start(t, cf)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	s := testcaddy.Open(t, &http.Client{Transport: tr}, fmt.Sprintf("http://localhost:%d/events", port), http.Header{
+		"Cookie": {"session=abc"}, "Origin": {"https://app.example.com"},
+	})
+	s.WaitFor(t, "retry: 3000\n\ndata: a\n\n:\n\n", wait)
+	if got := up.requests()[0].Header.Get("Authorization"); got != "Bearer abc" {
+		t.Errorf("upstream Authorization %q", got)
+	}
+	h := s.Resp.Header
+	if h.Get("Access-Control-Allow-Origin") != "https://app.example.com" || h.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("CORS %v", h)
+	}
+	s.Close()
+	tr.CloseIdleConnections()
+}
