@@ -1,5 +1,6 @@
 // Package buffer holds the event framing of a text/event-stream: a scanner
-// that finds event boundaries in a byte stream cut into arbitrary chunks.
+// that finds event boundaries and the last event id in a byte stream cut
+// into arbitrary chunks.
 package buffer
 
 import "bytes"
@@ -21,17 +22,41 @@ const (
 	lineStart
 	// lineStartCR: as lineStart, and the last byte was CR.
 	lineStartCR
+	// fieldI and fieldID: the line so far is "i" or "id".
+	fieldI
+	fieldID
+	// idValueStart: the line so far is "id:"; a space here is skipped.
+	idValueStart
+	// idValue: inside the value of an id field.
+	idValue
 )
 
-// Scanner tracks event boundaries in a text/event-stream. Per the HTML
-// standard, lines end with CRLF, LF or CR, and an event ends with an empty
-// line. The scanner keeps one byte of state, so it never holds data and its
-// memory does not depend on what the stream contains.
+// MaxIDLen bounds the id values the scanner keeps. A longer id is not
+// tracked (LastID keeps the previous one); browsers only send short ASCII
+// ids across origins without a preflight anyway.
+const MaxIDLen = 1024
+
+// Scanner tracks event boundaries and event ids in a text/event-stream. Per
+// the HTML standard, lines end with CRLF, LF or CR, an event ends with an
+// empty line, and the "id" field sets the id that an empty line commits as
+// the stream's last event id. The scanner never holds event data: its
+// memory is a few bytes of state plus the id, at most MaxIDLen.
 //
 // The zero value is a scanner at the start of a stream. It is not safe for
 // concurrent use.
 type Scanner struct {
-	s state
+	s         state
+	val       []byte // the id value being read
+	valLong   bool   // val exceeded MaxIDLen
+	pending   []byte // the id an empty line would commit
+	committed []byte // the last event id
+	hasID     bool   // some id was committed
+	pendingOK bool   // pending holds an id (committed or newer)
+}
+
+// lineStarts reports whether s is at the start of a line.
+func (s state) lineStart() bool {
+	return s == atBoundary || s == atBoundaryCR || s == lineStart || s == lineStartCR
 }
 
 // Feed advances the scanner over p. It returns the offset in p just past the
@@ -44,7 +69,7 @@ func (sc *Scanner) Feed(p []byte) (last, events int) {
 	last = -1
 	s := sc.s
 	for i := 0; i < len(p); i++ {
-		if s == inLine {
+		if s == inLine || s == idValue {
 			// Most bytes are inside a line: skip to the next terminator.
 			// Two IndexByte calls (vectorised) beat one IndexAny, which
 			// walks a two-byte set one byte at a time.
@@ -56,48 +81,113 @@ func (sc *Scanner) Feed(p []byte) (last, events int) {
 			if k := bytes.IndexByte(rest, '\r'); k >= 0 {
 				j = k
 			}
+			if s == idValue {
+				end := len(p)
+				if j >= 0 {
+					end = i + j
+				}
+				sc.appendVal(p[i:end])
+			}
 			if j < 0 {
 				break
 			}
 			i += j
 		}
-		switch p[i] {
-		case '\n':
-			switch s {
-			case lineStart:
-				// The empty line that ends an event.
-				s = atBoundary
-				last = i + 1
-				events++
-			case atBoundary, atBoundaryCR:
-				// An empty line between events, or the LF of a CRLF
-				// that ended one.
-				s = atBoundary
-				last = i + 1
-			case inLine:
-				s = lineStart
-			case lineStartCR:
-				// The LF of the CRLF that ended a non-empty line.
-				s = lineStart
-			}
-		case '\r':
-			switch s {
-			case inLine:
-				s = lineStartCR
-			case lineStart, lineStartCR:
-				s = atBoundaryCR
-				last = i + 1
-				events++
+		c := p[i]
+		if c != '\n' && c != '\r' {
+			switch {
+			case s.lineStart():
+				if c == 'i' {
+					s = fieldI
+				} else {
+					s = inLine
+				}
+			case s == fieldI && c == 'd':
+				s = fieldID
+			case s == fieldID && c == ':':
+				s = idValueStart
+			case s == idValueStart:
+				s = idValue
+				if c != ' ' {
+					sc.appendVal(p[i : i+1])
+				}
 			default:
+				s = inLine
+			}
+			continue
+		}
+		// A line terminator.
+		switch s {
+		case fieldID, idValueStart, idValue:
+			sc.setPending()
+		}
+		switch s {
+		case lineStart:
+			if c == '\n' {
+				s = atBoundary
+			} else {
+				s = atBoundaryCR
+			}
+			last = i + 1
+			events++
+			sc.commit()
+		case lineStartCR:
+			if c == '\n' {
+				s = lineStart // the LF of the CRLF that ended a line
+			} else {
 				s = atBoundaryCR
 				last = i + 1
+				events++
+				sc.commit()
 			}
-		default:
-			s = inLine
+		case atBoundary, atBoundaryCR:
+			// An empty line between events, or the LF of a CRLF that
+			// ended one.
+			if c == '\n' {
+				s = atBoundary
+			} else {
+				s = atBoundaryCR
+			}
+			last = i + 1
+		default: // the end of a non-empty line
+			if c == '\n' {
+				s = lineStart
+			} else {
+				s = lineStartCR
+			}
 		}
 	}
 	sc.s = s
 	return last, events
+}
+
+func (sc *Scanner) appendVal(b []byte) {
+	if sc.valLong {
+		return
+	}
+	if len(sc.val)+len(b) > MaxIDLen {
+		sc.valLong = true
+		return
+	}
+	sc.val = append(sc.val, b...)
+}
+
+// setPending ends an id line: its value becomes the pending id, unless it
+// holds NUL (the standard ignores such a field) or was too long to keep.
+func (sc *Scanner) setPending() {
+	if !sc.valLong && bytes.IndexByte(sc.val, 0) < 0 {
+		sc.pending = append(sc.pending[:0], sc.val...)
+		sc.pendingOK = true
+	}
+	sc.val, sc.valLong = sc.val[:0], false
+}
+
+// commit is the dispatch step: the pending id becomes the last event id.
+func (sc *Scanner) commit() {
+	if sc.pendingOK {
+		sc.committed = append(sc.committed[:0], sc.pending...)
+		sc.hasID = true
+	}
 }
 
 // AtBoundary reports whether all bytes fed so far end at an event boundary.
@@ -105,8 +195,26 @@ func (sc *Scanner) AtBoundary() bool {
 	return sc.s == atBoundary || sc.s == atBoundaryCR
 }
 
+// LastID returns the last event id committed so far, as a browser's
+// EventSource would hold it, and whether any id was seen. The slice is
+// valid until the next call of Feed.
+func (sc *Scanner) LastID() ([]byte, bool) {
+	return sc.committed, sc.hasID
+}
+
 // Reset puts the scanner at a boundary, as after bytes that end with an
 // empty LF-terminated line (such as a heartbeat comment the proxy wrote).
+// The ids are kept.
 func (sc *Scanner) Reset() {
 	sc.s = atBoundary
+}
+
+// Restart prepares the scanner for a new upstream response that continues
+// the same client stream: whatever event was pending is dropped, ids of
+// completed events are kept.
+func (sc *Scanner) Restart() {
+	sc.s = atBoundary
+	sc.val, sc.valLong = sc.val[:0], false
+	sc.pending = append(sc.pending[:0], sc.committed...)
+	sc.pendingOK = sc.hasID
 }

@@ -164,3 +164,81 @@ func BenchmarkFeed(b *testing.B) {
 		sc.Feed(chunk)
 	}
 }
+
+// idOracle is the HTML standard's last event id after the whole of s
+// (complete events only), computed line by line.
+func idOracle(s string) (string, bool) {
+	var pending, committed string
+	var pendingOK, has bool
+	for len(s) > 0 {
+		i := strings.IndexAny(s, "\r\n")
+		if i < 0 {
+			break
+		}
+		line := s[:i]
+		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+			i++
+		}
+		s = s[i+1:]
+		if line == "" {
+			if pendingOK {
+				committed, has = pending, true
+			}
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		if field == "id" && !strings.Contains(value, "\x00") {
+			pending, pendingOK = strings.TrimPrefix(value, " "), true
+		}
+	}
+	return committed, has
+}
+
+func TestLastIDMatchesSpecForEverySplit(t *testing.T) {
+	streams := []string{
+		"id: 1\ndata: a\n\n",
+		"id:2\r\ndata: b\r\n\r\nid: 3\rdata: c\r\r",
+		"id: 4\ndata: x\n\nid: 5\ndata: partial",
+		"id\ndata: clears\n\n",
+		"id: 6\n\nidx: 7\nid : 8\n\n",
+		"id: bad\x00\ndata: a\n\nid:  two spaces\n\n",
+		": comment\nid: 9\n\ndata: keeps 9\n\n",
+		"data: i\nid: 10\n\n",
+	}
+	for _, s := range streams {
+		want, wantOK := idOracle(s)
+		for i := 0; i <= len(s); i++ {
+			for j := i; j <= len(s); j++ {
+				var sc Scanner
+				sc.Feed([]byte(s[:i]))
+				sc.Feed([]byte(s[i:j]))
+				sc.Feed([]byte(s[j:]))
+				got, ok := sc.LastID()
+				if string(got) != want || ok != wantOK {
+					t.Fatalf("%q cut at %d,%d: LastID %q %v, want %q %v", s, i, j, got, ok, want, wantOK)
+				}
+			}
+		}
+	}
+}
+
+func TestRestartDropsThePendingEventsID(t *testing.T) {
+	var sc Scanner
+	sc.Feed([]byte("id: 1\ndata: a\n\nid: 2\ndata: part"))
+	sc.Restart()
+	sc.Feed([]byte("data: new\n\n")) // the new response's first event has no id
+	if got, _ := sc.LastID(); string(got) != "1" {
+		t.Fatalf("LastID %q after restart, want 1", got)
+	}
+	if !sc.AtBoundary() {
+		t.Fatal("not at a boundary")
+	}
+}
+
+func TestOverlongIDIsNotTracked(t *testing.T) {
+	var sc Scanner
+	sc.Feed([]byte("id: 1\n\nid: " + strings.Repeat("x", MaxIDLen+1) + "\n\n"))
+	if got, _ := sc.LastID(); string(got) != "1" {
+		t.Fatalf("LastID %q", got)
+	}
+}

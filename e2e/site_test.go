@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
+
+	_ "github.com/sse-proxy/caddy-sse-proxy" // the sse_proxy module
+)
+
+// upstream is the legacy SSE backend of a test: an HTTP/1.1 httptest
+// server that records the requests it gets.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []request
+}
+
+// request is what the upstream saw of one request.
+type request struct {
+	Header http.Header
+	At     time.Time
+}
+
+// newUpstream starts an upstream whose handler gets each request with its
+// number (0 for the first). Start it before Caddy, so that it stops after
+// Caddy does.
+func newUpstream(t *testing.T, h func(w http.ResponseWriter, r *http.Request, n int)) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		n := len(u.reqs)
+		u.reqs = append(u.reqs, request{Header: r.Header.Clone(), At: time.Now()})
+		u.mu.Unlock()
+		h(w, r, n)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// requests returns the requests received so far.
+func (u *upstream) requests() []request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]request(nil), u.reqs...)
+}
+
+// addr is the upstream's host:port.
+func (u *upstream) addr() string { return strings.TrimPrefix(u.URL, "http://") }
+
+// startHeaders answers with the headers of a typical legacy (Express) SSE
+// backend, HTTP/1.1 connection fields and a wildcard CORS policy included,
+// and sends them.
+func startHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("Keep-Alive", "timeout=5")
+	h.Set("Access-Control-Allow-Origin", "*")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+}
+
+// send writes s and flushes, as a legacy backend does per event.
+func send(w http.ResponseWriter, s string) {
+	_, _ = w.Write([]byte(s))
+	w.(http.Flusher).Flush()
+}
+
+// sites are the origins of one test Caddy, all on localhost (one site, in
+// the cookie sense), each on its own port.
+type sites struct {
+	// App serves testdata (page.html) and is the origin the stream's cors
+	// allows.
+	App string
+	// Other serves the same files but is not allowed by cors.
+	Other string
+	// Stream is sse_proxy in front of the upstream; StreamURL is its
+	// stream.
+	Stream, StreamURL string
+}
+
+// startSites runs a Caddy with the three sites and returns their origins.
+// sseOptions are extra sse_proxy subdirectives (heartbeat, retry,
+// auth_header).
+func startSites(t *testing.T, up *upstream, sseOptions ...string) sites {
+	t.Helper()
+	root, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sites{
+		App:    fmt.Sprintf("https://localhost:%d", testcaddy.FreePort(t)),
+		Other:  fmt.Sprintf("https://localhost:%d", testcaddy.FreePort(t)),
+		Stream: fmt.Sprintf("https://localhost:%d", testcaddy.FreePort(t)),
+	}
+	s.StreamURL = s.Stream + "/events"
+	static := func(origin string) string {
+		return fmt.Sprintf("%s {\n\ttls {CERT} {KEY}\n\troot * %q\n\tfile_server\n}\n", origin, root)
+	}
+	var opts strings.Builder
+	for _, o := range sseOptions {
+		fmt.Fprintf(&opts, "\t\t%s\n", o)
+	}
+	cf := testcaddy.GlobalOptions + static(s.App) + static(s.Other) + fmt.Sprintf(`%s {
+	tls {CERT} {KEY}
+	# Lets the app origin read the stream's resource timing.
+	header Timing-Allow-Origin %s
+	sse_proxy %s {
+		cors %s {
+			credentials
+		}
+%s	}
+}
+`, s.Stream, s.App, up.addr(), s.App, opts.String())
+	testcaddy.Start(t, cf)
+	return s
+}
+
+// openPage opens a tab on origin's test page.
+func openPage(t *testing.T, origin string) *tab {
+	t.Helper()
+	tb := newTab(t)
+	tb.navigate(origin + "/page.html")
+	return tb
+}
