@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/dustin/go-humanize"
 
 	"github.com/sse-proxy/caddy-sse-proxy/proxy"
 )
@@ -25,10 +26,15 @@ func init() {
 // ownSubdirectives are parsed by this module; every other subdirective is
 // handed to reverse_proxy.
 var ownSubdirectives = map[string]bool{
-	"heartbeat":   true,
-	"retry":       true,
-	"cors":        true,
-	"auth_header": true,
+	"heartbeat":           true,
+	"retry":               true,
+	"cors":                true,
+	"auth_header":         true,
+	"reconnect":           true,
+	"reconnect_for":       true,
+	"max_event_size":      true,
+	"max_age":             true,
+	"last_event_id_query": true,
 }
 
 // parseCaddyfile sets up the directive:
@@ -43,6 +49,11 @@ var ownSubdirectives = map[string]bool{
 //	        expose_headers <fields...>
 //	    }
 //	    auth_header <field> <value>
+//	    reconnect [<initial> [<max>]] | off
+//	    reconnect_for <duration>
+//	    max_event_size <size>
+//	    max_age <duration>
+//	    last_event_id_query <names...>
 //	    # ...and any reverse_proxy subdirective
 //	}
 //
@@ -222,6 +233,70 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 			return d.Errf("sse_proxy: %v", err)
 		}
 		h.AuthHeaders = append(h.AuthHeaders, a)
+
+	case "reconnect":
+		args := d.RemainingArgs()
+		if h.Reconnect == nil {
+			h.Reconnect = new(Reconnect)
+		}
+		switch {
+		case len(args) == 1 && args[0] == "off":
+			h.Reconnect.Disabled = true
+		case len(args) > 2:
+			return d.Errf("sse_proxy: reconnect takes off, or up to two durations: the first and the longest wait")
+		default:
+			for i, a := range args {
+				dur, err := positiveDuration(d, "reconnect", a, "")
+				if err != nil {
+					return err
+				}
+				if i == 0 {
+					h.Reconnect.InitialDelay = dur
+				} else {
+					h.Reconnect.MaxDelay = dur
+				}
+			}
+			if len(args) == 2 && h.Reconnect.MaxDelay < h.Reconnect.InitialDelay {
+				return d.Errf("sse_proxy: reconnect: the longest wait %q is shorter than the first %q", args[1], args[0])
+			}
+		}
+		return nil
+
+	case "reconnect_for", "max_age":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.Errf("sse_proxy: %s takes one argument: a duration", name)
+		}
+		dur, err := positiveDuration(d, name, v, "")
+		if err != nil {
+			return err
+		}
+		if name == "max_age" {
+			h.MaxAge = dur
+			return nil
+		}
+		if h.Reconnect == nil {
+			h.Reconnect = new(Reconnect)
+		}
+		h.Reconnect.For = dur
+
+	case "max_event_size":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.Errf("sse_proxy: max_event_size takes one argument: a size such as 1MiB")
+		}
+		size, err := humanize.ParseBytes(v)
+		if err != nil || size == 0 || size > 1<<30 {
+			return d.Errf("sse_proxy: max_event_size: %q is not a size between 1B and 1GiB", v)
+		}
+		h.MaxEventSize = int(size)
+
+	case "last_event_id_query":
+		names := d.RemainingArgs()
+		if len(names) == 0 {
+			return d.Errf("sse_proxy: last_event_id_query needs at least one parameter name")
+		}
+		h.LastEventIDQuery = append(h.LastEventIDQuery, names...)
 
 	default:
 		return d.Errf("sse_proxy: unrecognized subdirective %q", name)

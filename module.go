@@ -68,10 +68,34 @@ type Handler struct {
 	// value are removed from the upstream URL.
 	AuthHeaders []AuthHeader `json:"auth_headers,omitempty"`
 
-	opts   proxy.Options
-	shaper *proxy.Shaper
-	cors   *proxy.CORS
-	logger *zap.Logger
+	// How a client's stream survives upstream failures. On by default:
+	// when the upstream's response ends or breaks, or its first answer to
+	// an EventSource is a 5xx, a connection failure or a timeout, the
+	// client's stream stays open (with heartbeats) while the upstream is
+	// asked again with Last-Event-ID.
+	Reconnect *Reconnect `json:"reconnect,omitempty"`
+
+	// With reconnect on, each event is held until complete, so that no
+	// partial event from a broken response reaches the client. An event
+	// larger than this (bytes) streams through instead; if the upstream
+	// breaks inside it, the client's stream ends. Default: 1 MiB.
+	MaxEventSize int `json:"max_event_size,omitempty"`
+
+	// End each stream at an event boundary after this age, with a retry
+	// hint: for platforms that cap response duration, and to rebalance.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// Query parameters that carry Last-Event-ID for clients that cannot
+	// send the header (EventSource polyfills). The first one present is
+	// sent upstream as the header (unless the client sent the header,
+	// which wins) and all are removed from the upstream URL.
+	LastEventIDQuery []string `json:"last_event_id_query,omitempty"`
+
+	opts      proxy.Options
+	reconnect *proxy.Reconnect
+	shaper    *proxy.Shaper
+	cors      *proxy.CORS
+	logger    *zap.Logger
 }
 
 // CORS is the JSON form of the cross-origin policy.
@@ -88,6 +112,29 @@ type CORS struct {
 	// Response fields that scripts may read.
 	ExposeHeaders []string `json:"expose_headers,omitempty"`
 }
+
+// Reconnect is the JSON form of the upstream reconnect policy.
+type Reconnect struct {
+	// Turn transparent reconnects off: upstream errors and stream ends
+	// reach the client as they are.
+	Disabled bool `json:"disabled,omitempty"`
+	// First wait before asking the upstream again. Default: 250ms.
+	InitialDelay caddy.Duration `json:"initial_delay,omitempty"`
+	// Longest wait between attempts (the wait doubles up to it, jittered).
+	// Default: 5s.
+	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
+	// How long the upstream may stay down before the client's stream is
+	// ended with a jittered retry hint. Default: 30s.
+	For caddy.Duration `json:"for,omitempty"`
+}
+
+// Defaults of the reconnect policy.
+const (
+	DefaultReconnectInitial = 250 * time.Millisecond
+	DefaultReconnectMax     = 5 * time.Second
+	DefaultReconnectFor     = 30 * time.Second
+	DefaultMaxEventSize     = 1 << 20
+)
 
 // AuthHeader is one header field set on the upstream request.
 type AuthHeader struct {
@@ -119,6 +166,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	metricsOnce.Do(func() { metrics = proxy.NewMetrics() })
 	h.opts.Metrics = metrics
+	if h.reconnect != nil {
+		h.reconnect.Logger = h.logger
+		h.reconnect.Metrics = metrics
+	}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := metrics.Register(reg); err != nil {
 			return fmt.Errorf("sse_proxy: metrics: %v", err)
@@ -172,11 +223,51 @@ func (h *Handler) compile() error {
 	for i, a := range h.AuthHeaders {
 		headers[i] = proxy.AuthHeader{Field: a.Field, Value: a.Value}
 	}
-	s, err := proxy.NewShaper(headers, nil)
+	for _, q := range h.LastEventIDQuery {
+		if q == "" {
+			return fmt.Errorf("sse_proxy: last_event_id_query: empty parameter name")
+		}
+	}
+	s, err := proxy.NewShaper(headers, h.LastEventIDQuery)
 	if err != nil {
 		return fmt.Errorf("sse_proxy: %v", err)
 	}
 	h.shaper = s
+
+	if h.MaxAge < 0 {
+		return fmt.Errorf("sse_proxy: max_age %s is negative", time.Duration(h.MaxAge))
+	}
+	if h.MaxEventSize < 0 {
+		return fmt.Errorf("sse_proxy: max_event_size %d is negative", h.MaxEventSize)
+	}
+	h.reconnect, h.opts.MaxEventSize = nil, 0
+	if h.Reconnect == nil || !h.Reconnect.Disabled {
+		rc := &proxy.Reconnect{Initial: DefaultReconnectInitial, Max: DefaultReconnectMax, For: DefaultReconnectFor, Hint: h.reconnectHint}
+		if c := h.Reconnect; c != nil {
+			for name, d := range map[string]caddy.Duration{"initial_delay": c.InitialDelay, "max_delay": c.MaxDelay, "for": c.For} {
+				if d < 0 {
+					return fmt.Errorf("sse_proxy: reconnect %s %s is negative", name, time.Duration(d))
+				}
+			}
+			if c.InitialDelay > 0 {
+				rc.Initial = time.Duration(c.InitialDelay)
+			}
+			if c.MaxDelay > 0 {
+				rc.Max = time.Duration(c.MaxDelay)
+			}
+			if c.For > 0 {
+				rc.For = time.Duration(c.For)
+			}
+		}
+		if rc.Max < rc.Initial {
+			return fmt.Errorf("sse_proxy: reconnect: the longest wait %s is shorter than the first %s", rc.Max, rc.Initial)
+		}
+		h.reconnect = rc
+		h.opts.MaxEventSize = h.MaxEventSize
+		if h.opts.MaxEventSize == 0 {
+			h.opts.MaxEventSize = DefaultMaxEventSize
+		}
+	}
 	return nil
 }
 
@@ -196,10 +287,9 @@ func (h *Handler) endStreams() {
 	if h.opts.Streams == nil {
 		return
 	}
-	if n := h.opts.Streams.Len(); n > 0 {
-		h.logger.Info("ending open streams for reload or shutdown", zap.Int("streams", n))
+	if n := h.opts.Streams.EndAll(h.reconnectHint, endGrace); n > 0 {
+		h.logger.Info("ended open streams for reload or shutdown", zap.Int("streams", n))
 	}
-	h.opts.Streams.EndAll(h.reconnectHint, endGrace)
 }
 
 // reconnectHint is a retry field with jitter, so that the clients of a
@@ -236,6 +326,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	sw := proxy.NewWriter(w, &h.opts, origin, cancel)
 	defer sw.Close()
+	defer func() {
+		if r.Context().Err() != nil {
+			sw.SetReason(proxy.ReasonClientGone)
+		}
+	}()
+	if h.MaxAge > 0 {
+		t := time.AfterFunc(time.Duration(h.MaxAge), func() {
+			sw.End(h.reconnectHint(), endGrace, proxy.ReasonMaxAge)
+		})
+		defer t.Stop()
+	}
+	if h.reconnect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// A GET has no body, so it can be sent again.
+		return h.reconnect.Serve(ctx, sw, up, next)
+	}
 	defer func() {
 		// When the proxy ended the stream itself (reload, shutdown), the
 		// upstream request was cancelled and reverse_proxy aborts with

@@ -17,9 +17,10 @@ func TestCrossOriginEventSourceReceivesEventsOverH2(t *testing.T) {
 		send(w, "data: hello\n\n")
 		send(w, "data: world\n\n")
 		// The response ends here: only a finished request gets a
-		// resource timing entry.
+		// resource timing entry. (With reconnect on, the proxy would keep
+		// the client's stream open and ask the upstream again.)
 	})
-	s := startSites(t, up)
+	s := startSites(t, up, "reconnect off")
 	page := openPage(t, s.App)
 
 	es := page.openStream(s.StreamURL)
@@ -219,7 +220,8 @@ func TestBrowserReconnectsAfterStreamEndWithLastEventIDAfterRetryDelay(t *testin
 		send(w, "id: 42\ndata: second\n\n")
 		<-r.Context().Done()
 	})
-	s := startSites(t, up, "retry 1500ms")
+	// reconnect off: the browser, not the proxy, reconnects here.
+	s := startSites(t, up, "retry 1500ms", "reconnect off")
 	page := openPage(t, s.App)
 
 	es := page.openStream(s.StreamURL)

@@ -29,6 +29,7 @@ type Shaper struct {
 	headers    []AuthHeader
 	owned      []string // canonical field names, deduplicated
 	stripQuery []string // query parameter names removed from the upstream URL
+	idQuery    []string // query parameters that carry Last-Event-ID
 }
 
 // queryPlaceholder matches the query-parameter placeholder, the form the
@@ -40,9 +41,10 @@ var queryPlaceholder = regexp.MustCompile(`\{http\.request\.uri\.query\.([^{}]+)
 var ErrCredentials = errors.New("credential missing")
 
 // NewShaper validates the auth headers and collects the query parameters
-// their values read, plus extra parameters to strip.
-func NewShaper(headers []AuthHeader, extraStrip []string) (*Shaper, error) {
-	s := &Shaper{headers: headers}
+// their values read. idQuery names query parameters that carry
+// Last-Event-ID; they are stripped too.
+func NewShaper(headers []AuthHeader, idQuery []string) (*Shaper, error) {
+	s := &Shaper{headers: headers, idQuery: idQuery}
 	seen := map[string]bool{}
 	for _, h := range headers {
 		if !validFieldName(h.Field) {
@@ -60,7 +62,7 @@ func NewShaper(headers []AuthHeader, extraStrip []string) (*Shaper, error) {
 			s.stripQuery = append(s.stripQuery, m[1])
 		}
 	}
-	s.stripQuery = append(s.stripQuery, extraStrip...)
+	s.stripQuery = append(s.stripQuery, idQuery...)
 	return s, nil
 }
 
@@ -105,6 +107,20 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 		// transparently decodes) on its own. Other requests keep the
 		// client's Accept-Encoding, so encode still compresses them.
 		delete(out.Header, "Accept-Encoding")
+	}
+	if len(s.idQuery) > 0 && out.Header.Get("Last-Event-ID") == "" && r.URL.RawQuery != "" {
+		// A reconnecting EventSource keeps its first URL but sends a newer
+		// header, so the header wins.
+		q := r.URL.Query()
+		for _, name := range s.idQuery {
+			if v := q.Get(name); v != "" {
+				if strings.ContainsAny(v, "\r\n\x00") {
+					break
+				}
+				out.Header.Set("Last-Event-ID", v)
+				break
+			}
+		}
 	}
 	if len(s.stripQuery) > 0 && r.URL.RawQuery != "" {
 		u := *r.URL

@@ -9,14 +9,15 @@ import (
 // hint (a retry field, say) first, and to cancel the upstream request. If no
 // boundary comes within grace, the stream ends where it is. End returns at
 // once; the next handler then aborts, which the caller recognises by Ended.
-func (w *Writer) End(hint []byte, grace time.Duration) {
+func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.mode != modeStream || w.closed || w.ended || w.ending {
 		return
 	}
 	w.endRetry = hint
-	if w.encoded || w.scan.AtBoundary() {
+	w.reason = reason
+	if w.encoded || w.clientAtBoundary() {
 		w.finish()
 		return
 	}
@@ -56,10 +57,37 @@ func (w *Writer) finish() {
 	_ = w.flushNow()
 	w.ended = true
 	w.ending = false
+	w.held = nil
 	if w.timer != nil {
 		w.timer.Stop()
 	}
 	w.cancel()
+}
+
+// Reasons a stream ends, the label of the streams_ended_total metric.
+const (
+	ReasonClientGone    = "client_gone"    // the client went away
+	ReasonUpstreamEnded = "upstream_ended" // the upstream ended it, not reconnected
+	ReasonUpstreamDown  = "upstream_down"  // reconnect_for passed without an upstream
+	ReasonUpstreamFinal = "upstream_final" // a reconnect got 204 or 4xx
+	ReasonEventCut      = "event_cut"      // the upstream broke inside an event too big to hold
+	ReasonMaxAge        = "max_age"        // the stream reached max_age
+	ReasonShutdown      = "shutdown"       // reload or stop
+	reasonDefault       = ReasonUpstreamEnded
+)
+
+// Abort ends the stream where it is, without a hint: the client sees the
+// stream end inside an event, which EventSource discards before it
+// reconnects.
+func (w *Writer) Abort(reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return
+	}
+	w.reason = reason
+	w.endRetry = nil
+	w.finish()
 }
 
 // Streams is the set of open streams of one handler, so that they can all
@@ -111,7 +139,7 @@ func (s *Streams) EndAll(hint func() []byte, grace time.Duration) int {
 	// Writers are ended outside s.mu: a writer takes its own lock first and
 	// then s.mu (add, remove), so holding s.mu here could deadlock.
 	for _, w := range list {
-		w.End(hint(), grace)
+		w.End(hint(), grace, ReasonShutdown)
 	}
 	return len(list)
 }

@@ -31,7 +31,7 @@ func (w *Writer) tick() {
 		w.timer.Reset(hb - idle)
 		return
 	}
-	if w.scan.AtBoundary() {
+	if w.clientAtBoundary() {
 		err := w.write(heartbeatLine)
 		if err == nil {
 			err = w.flushNow()
@@ -41,9 +41,12 @@ func (w *Writer) tick() {
 			w.closed = true
 			return
 		}
-		// What the client saw last is an empty LF line, whatever CR the
-		// upstream wrote before it.
-		w.scan.Reset()
+		if w.opts.MaxEventSize == 0 {
+			// What the client saw last is an empty LF line, whatever CR
+			// the upstream wrote before it. (Holding, the scanner follows
+			// the upstream, which may be inside an event it holds.)
+			w.scan.Reset()
+		}
 		w.last = now
 		if w.opts.Metrics != nil {
 			w.opts.Metrics.heartbeat()

@@ -13,6 +13,8 @@ type Metrics struct {
 	open       prometheus.Gauge
 	events     prometheus.Counter
 	heartbeats prometheus.Counter
+	reconnects prometheus.Counter
+	ended      *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors. Call it once per process.
@@ -31,12 +33,20 @@ func NewMetrics() *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "heartbeats_total",
 			Help: "Heartbeat comment lines written to idle streams.",
 		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "upstream_reconnects_total",
+			Help: "Upstream requests made again for a client stream that stayed open.",
+		}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "streams_ended_total",
+			Help: "Client streams ended, by reason.",
+		}, []string{"reason"}),
 	}
 }
 
 // Register adds the collectors to reg; ones already there are kept.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.open, m.events, m.heartbeats} {
+	for _, c := range []prometheus.Collector{m.open, m.events, m.heartbeats, m.reconnects, m.ended} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -48,8 +58,13 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 }
 
 func (m *Metrics) streamOpened() { m.open.Inc() }
-func (m *Metrics) streamClosed() { m.open.Dec() }
-func (m *Metrics) heartbeat()    { m.heartbeats.Inc() }
+func (m *Metrics) streamClosed(reason string) {
+	m.open.Dec()
+	m.ended.WithLabelValues(reason).Inc()
+}
+
+func (m *Metrics) reconnect() { m.reconnects.Inc() }
+func (m *Metrics) heartbeat() { m.heartbeats.Inc() }
 
 func (m *Metrics) relayed(events int) {
 	if events > 0 {

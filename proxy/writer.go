@@ -25,6 +25,11 @@ type Options struct {
 	Streams *Streams
 	// Metrics, when set, counts what the streams do.
 	Metrics *Metrics
+	// MaxEventSize, when positive, makes the writer hold each event until
+	// it is complete and send only whole events, so that an upstream
+	// response can break and be replaced without a partial event reaching
+	// the client. An event larger than this streams through instead.
+	MaxEventSize int
 }
 
 // RetryLine is the retry field that sets an EventSource's reconnection time,
@@ -81,6 +86,9 @@ type Writer struct {
 	ended     bool      // the proxy ended the stream
 	endRetry  []byte    // hint written when ending
 	endBefore time.Time // deadline for reaching a boundary while ending
+	reason    string    // why the stream ended, for metrics
+	held      []byte    // hold mode: the incomplete event
+	oversize  bool      // hold mode: an event too big to hold is streaming through
 }
 
 // NewWriter wraps rw for one request from origin (the request's Origin
@@ -147,6 +155,7 @@ func (w *Writer) writeHeader(code int) {
 		if ok, hint := w.opts.Streams.add(w); !ok {
 			// The server is shutting down: end the stream right away.
 			w.endRetry = hint
+			w.reason = ReasonShutdown
 			w.finish()
 		}
 	}
@@ -187,6 +196,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 		if len(p) == 0 {
 			return skipped, nil
 		}
+	}
+	if w.opts.MaxEventSize > 0 {
+		return w.writeHeld(p, skipped)
 	}
 	if w.ending {
 		return w.writeUntilBoundary(p, skipped)
@@ -232,6 +244,112 @@ func (w *Writer) leadingBOM(p []byte) (rest, held []byte, consumed int) {
 		}
 		return p, held, 0
 	}
+}
+
+// writeHeld relays only complete events: bytes up to the last boundary in
+// p go out with what was held before; the rest is held. An event that
+// outgrows MaxEventSize streams through until it ends. Callers hold mu.
+func (w *Writer) writeHeld(p []byte, skipped int) (int, error) {
+	i, events := w.scan.Feed(p)
+	var err error
+	sent := false
+	switch {
+	case i >= 0:
+		if len(w.held) > 0 {
+			_, err = w.rw.Write(w.held)
+		}
+		if err == nil {
+			_, err = w.rw.Write(p[:i])
+		}
+		w.held = append(w.held[:0], p[i:]...)
+		w.oversize, sent = false, true
+	case w.oversize:
+		_, err = w.rw.Write(p)
+		sent = true
+	default:
+		w.held = append(w.held, p...)
+	}
+	if err == nil && !w.oversize && len(w.held) > w.opts.MaxEventSize {
+		_, err = w.rw.Write(w.held)
+		w.held = w.held[:0]
+		w.oversize, sent = true, true
+	}
+	if len(w.held) == 0 && cap(w.held) > 64<<10 {
+		w.held = nil // a big event passed: do not keep its memory
+	}
+	if sent {
+		w.dirty = true
+		w.last = time.Now()
+		if err == nil {
+			err = w.flushNow()
+		}
+	}
+	if err != nil {
+		w.closed = true
+		return 0, err
+	}
+	if w.opts.Metrics != nil {
+		w.opts.Metrics.relayed(events)
+	}
+	if w.ending && !w.oversize {
+		w.finish() // the client is at a boundary now
+	}
+	return len(p) + skipped, nil
+}
+
+// clientAtBoundary reports whether what the client has received so far ends
+// at an event boundary. Callers hold mu.
+func (w *Writer) clientAtBoundary() bool {
+	if w.opts.MaxEventSize > 0 {
+		return !w.oversize
+	}
+	return w.scan.AtBoundary()
+}
+
+// Committed reports whether the response header has been decided.
+func (w *Writer) Committed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mode != modeUndecided
+}
+
+// CommitStream answers the client 200 text/event-stream before any
+// upstream did, so that EventSource opens (and heartbeats flow) while the
+// upstream is still failing.
+func (w *Writer) CommitStream() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mode != modeUndecided {
+		return
+	}
+	h := w.rw.Header()
+	h.Set("Content-Type", "text/event-stream")
+	w.writeHeader(http.StatusOK)
+}
+
+// Restart prepares the stream for the next upstream response after the
+// current one ended or broke: a held partial event is dropped and a BOM is
+// expected again. It reports false when the client's stream cannot go on:
+// an event too big to hold was cut, or the stream is not a stream at all.
+func (w *Writer) Restart() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mode != modeStream || w.ended || w.closed || w.oversize || w.encoded {
+		return false
+	}
+	w.held = w.held[:0]
+	w.scan.Restart()
+	w.started, w.bomSeen = false, 0
+	return true
+}
+
+// LastEventID returns the id of the last complete event sent to the
+// client, the Last-Event-ID a browser would reconnect with.
+func (w *Writer) LastEventID() (string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	id, ok := w.scan.LastID()
+	return string(id), ok
 }
 
 // write writes bytes of the proxy's own; callers hold mu.
@@ -281,7 +399,7 @@ func (w *Writer) Flush() { _ = w.FlushError() }
 func (w *Writer) Close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.bomSeen > 0 && !w.ended && !w.closed {
+	if w.bomSeen > 0 && !w.ended && !w.closed && w.opts.MaxEventSize == 0 {
 		// The body ended inside what looked like a BOM: it was data.
 		_, _ = w.rw.Write(utf8BOM[:w.bomSeen])
 		w.bomSeen = 0
@@ -295,8 +413,22 @@ func (w *Writer) Close() {
 			w.opts.Streams.remove(w)
 		}
 		if w.opts.Metrics != nil {
-			w.opts.Metrics.streamClosed()
+			reason := w.reason
+			if reason == "" {
+				reason = reasonDefault
+			}
+			w.opts.Metrics.streamClosed(reason)
 		}
+	}
+}
+
+// SetReason records why the stream is ending, unless the proxy ended it
+// itself (which records its own reason).
+func (w *Writer) SetReason(reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.reason == "" {
+		w.reason = reason
 	}
 }
 

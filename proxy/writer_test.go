@@ -294,7 +294,7 @@ func TestImplicitHeaderOnFirstWrite(t *testing.T) {
 func TestEndAtBoundaryWritesHintAndCancels(t *testing.T) {
 	w, rec, cancelled := startStream(t, &Options{}, nil)
 	w.Write([]byte("data: a\n\n"))
-	w.End([]byte("retry: 1234\n\n"), time.Second)
+	w.End([]byte("retry: 1234\n\n"), time.Second, ReasonShutdown)
 	if !w.Ended() || !*cancelled {
 		t.Fatal("stream at a boundary not ended at once")
 	}
@@ -309,7 +309,7 @@ func TestEndAtBoundaryWritesHintAndCancels(t *testing.T) {
 func TestEndMidEventWaitsForTheBoundary(t *testing.T) {
 	w, rec, cancelled := startStream(t, &Options{}, nil)
 	w.Write([]byte("data: a"))
-	w.End([]byte("retry: 1\n\n"), time.Hour)
+	w.End([]byte("retry: 1\n\n"), time.Hour, ReasonShutdown)
 	if w.Ended() {
 		t.Fatal("ended inside an event")
 	}
@@ -328,7 +328,7 @@ func TestEndMidEventWaitsForTheBoundary(t *testing.T) {
 func TestEndGivesUpAfterGrace(t *testing.T) {
 	w, _, _ := startStream(t, &Options{}, nil)
 	w.Write([]byte("data: a"))
-	w.End(nil, 20*time.Millisecond)
+	w.End(nil, 20*time.Millisecond, ReasonShutdown)
 	deadline := time.Now().Add(5 * time.Second)
 	for !w.Ended() {
 		if time.Now().After(deadline) {
