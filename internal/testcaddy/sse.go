@@ -3,6 +3,7 @@ package testcaddy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -30,11 +31,22 @@ type Stream struct {
 // request is cancelled and the reader stopped when the test ends.
 func Open(t testing.TB, c *http.Client, url string, header http.Header) *Stream {
 	t.Helper()
+	s, err := OpenErr(c, url, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// OpenErr is Open for use outside the test's goroutine: it returns the
+// error, and the caller must Close the stream.
+func OpenErr(c *http.Client, url string, header http.Header) (*Stream, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		cancel()
-		t.Fatal(err)
+		return nil, err
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -42,12 +54,11 @@ func Open(t testing.TB, c *http.Client, url string, header http.Header) *Stream 
 	resp, err := c.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("GET %s: %v", url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	s := &Stream{Resp: resp, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{})}
 	go s.read()
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 func (s *Stream) read() {
