@@ -1,0 +1,560 @@
+// Command compare measures, in one run on one machine, an SSE upstream
+// directly, Caddy's reverse_proxy in front of it, and Caddy's sse_proxy in
+// front of it (one Caddy binary, one Caddyfile), and writes a markdown table,
+// budget verdicts and a latency chart to bench/results/.
+//
+//	go run ./bench/compare          # full run, under ~10 minutes
+//	go run ./bench/compare -quick   # smoke check, ~2 minutes
+//
+// See bench/README.md for what each number means.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// subject is one thing measured.
+type subject struct {
+	key   string
+	label string
+	proxy bool // served by Caddy (else: the upstream directly)
+}
+
+// subjects in table order. To measure sse_proxy's shared mode, add
+// {"sse_proxy_shared", "Caddy sse_proxy (share)", true} here, its Caddyfile
+// block in handlerBlock, and the key to the scenarios that should include it.
+var subjects = []subject{
+	{"direct", "upstream directly", false},
+	{"reverse_proxy", "Caddy reverse_proxy", true},
+	{"sse_proxy", "Caddy sse_proxy", true},
+}
+
+// scenario is one client run against each of its subjects.
+type scenario struct {
+	key      string
+	title    string
+	proto    string
+	subjects []string
+	n        int
+	rounds   int    // subjects are measured in turn this many times, alternating order
+	query    string // upstream parameters
+	rate     float64
+	duration time.Duration
+	ramp     time.Duration
+	warmup   time.Duration
+}
+
+// scenarios returns the full or quick plan.
+func scenarios(quick bool) []scenario {
+	pick := func(full, q int) int {
+		if quick {
+			return q
+		}
+		return full
+	}
+	sec := func(full, q int) time.Duration { return time.Duration(pick(full, q)) * time.Second }
+	all := []string{"direct", "reverse_proxy", "sse_proxy"}
+	proxies := []string{"reverse_proxy", "sse_proxy"}
+	bn := pick(2000, 400)
+	return []scenario{
+		{key: "latency", title: "Added latency", proto: "h1", subjects: all, n: 100, rounds: pick(3, 2),
+			query: "rate=20&size=256&mode=per-stream", rate: 20,
+			duration: sec(10, 4), ramp: sec(1, 1), warmup: sec(2, 1)},
+		{key: "broadcast-h1", title: "Cost per event, HTTP/1.1", proto: "h1", subjects: all, n: bn, rounds: pick(2, 1),
+			query: "rate=10&size=256&mode=broadcast", rate: 10,
+			duration: sec(15, 8), ramp: sec(4, 1), warmup: sec(3, 2)},
+		{key: "broadcast-h2", title: "Cost per event, HTTP/2", proto: "h2", subjects: proxies, n: bn, rounds: pick(2, 1),
+			query: "rate=10&size=256&mode=broadcast", rate: 10,
+			duration: sec(15, 8), ramp: sec(4, 1), warmup: sec(3, 2)},
+		{key: "idle", title: "Memory per idle stream", proto: "h1", subjects: proxies, n: pick(5000, 1000), rounds: 1,
+			query:    "rate=0",
+			duration: sec(10, 4), ramp: sec(8, 2), warmup: sec(3, 2)},
+	}
+}
+
+// order returns the subjects of round (from 1): forward in odd rounds,
+// backward in even ones, so slow drift in the machine's state does not
+// always favour the same subject.
+func (sc scenario) order(round int) []string {
+	if round%2 == 1 {
+		return sc.subjects
+	}
+	back := slices.Clone(sc.subjects)
+	slices.Reverse(back)
+	return back
+}
+
+// bench is the state of one comparison run.
+type bench struct {
+	ctx       context.Context
+	ps        *procSet
+	tmp       string
+	caddyBin  string
+	loadBin   string
+	upstream  string // host:port
+	upPID     int
+	sites     map[string]int // subject/proto -> port
+	caddyfile string
+	caddyEnv  []string
+	runs      int
+	verbose   bool
+	keepTmp   bool
+	waitQuiet time.Duration
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	quick := flag.Bool("quick", false, "smaller and shorter runs (~2 minutes) for smoke checks")
+	out := flag.String("out", "", "results directory (default: bench/results in the module root)")
+	caddyBin := flag.String("caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
+	keep := flag.Bool("keep", false, "keep the temporary directory (logs, Caddyfile, certificates)")
+	verbose := flag.Bool("v", false, "print each client report")
+	waitQuiet := flag.Duration("wait-quiet", 0, "before measuring, wait up to this long for the machine to be under 15% busy")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	limit := 15 * time.Minute
+	if *quick {
+		limit = 6 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+
+	ps := &procSet{}
+	defer ps.stopAll() // every process we started, whatever happens
+	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet}
+	res, err := b.main(*quick, *out, *caddyBin, *keep)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		return 1
+	}
+	if res.anyFail {
+		return 1
+	}
+	return 0
+}
+
+func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	if out == "" {
+		out = filepath.Join(root, "bench", "results")
+	}
+	if b.tmp, err = os.MkdirTemp("", "sse-bench-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if keep || b.keepTmp {
+			fmt.Fprintln(os.Stderr, "compare: logs, Caddyfile and certificate kept in", b.tmp)
+			return
+		}
+		os.RemoveAll(b.tmp)
+	}()
+	res := &results{Quick: quick, Started: time.Now(), Env: environment()}
+
+	// Pin Caddy to CPU 1 and the load (upstream + client) to CPU 0.
+	if runtime.NumCPU() < 2 {
+		res.Pinning = "not pinned: fewer than 2 CPUs"
+	} else if _, err := exec.LookPath("taskset"); err != nil {
+		res.Pinning = "not pinned: taskset not found"
+	} else {
+		b.ps.pin = true
+		res.Pinning = "Caddy pinned to CPU 1; upstream and client pinned to CPU 0 (taskset)"
+	}
+	fmt.Fprintln(os.Stderr, "compare:", res.Pinning)
+
+	if err := b.build(root, caddyBin); err != nil {
+		return nil, err
+	}
+	version, _ := b.output(b.caddyBin, "version")
+	res.CaddyVersion = firstLine(version)
+	if err := b.configure(res); err != nil {
+		return nil, err
+	}
+	if err := b.startUpstream(); err != nil {
+		return nil, err
+	}
+	res.BusyAtStart = machineBusy(b.ctx)
+	for deadline := time.Now().Add(b.waitQuiet); res.BusyAtStart > 15 && time.Now().Before(deadline); {
+		fmt.Fprintf(os.Stderr, "compare: machine %.0f%% busy; waiting for it to calm down\n", res.BusyAtStart)
+		if !sleepCtx(b.ctx, 4*time.Second) {
+			break
+		}
+		res.BusyAtStart = machineBusy(b.ctx)
+	}
+	fmt.Fprintf(os.Stderr, "compare: machine busy before measuring: %.0f%% of all CPUs\n", res.BusyAtStart)
+
+	for _, sc := range scenarios(quick) {
+		for round := 1; round <= sc.rounds; round++ {
+			for _, key := range sc.order(round) {
+				if key == "sse_proxy" && !res.SSEAvailable {
+					continue
+				}
+				if err := b.ctx.Err(); err != nil {
+					return nil, fmt.Errorf("stopped: %w", context.Cause(b.ctx))
+				}
+				r := b.measure(sc, key)
+				r.Round = round
+				res.Runs = append(res.Runs, r)
+				if len(r.problems()) > 0 {
+					b.keepTmp = true // keep the logs for a look at what went wrong
+				}
+				fmt.Fprintf(os.Stderr, "compare: %-12s #%d %-14s %s\n", sc.key, round, key, r.oneLine())
+			}
+		}
+	}
+	res.Finished = time.Now()
+	res.BusyAtEnd = machineBusy(b.ctx)
+	res.evaluate(scenarios(quick))
+	if err := res.write(out); err != nil {
+		return nil, err
+	}
+	fmt.Print(res.markdown())
+	fmt.Fprintf(os.Stderr, "compare: wrote %s, %s and %s\n",
+		filepath.Join(out, "latest.md"), filepath.Join(out, "latest.json"), filepath.Join(out, "latency.svg"))
+	return res, nil
+}
+
+// moduleRoot is the directory of the main module's go.mod.
+func moduleRoot() (string, error) {
+	outb, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(outb))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run this from inside the module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// build compiles Caddy (unless given) and sseload into the temporary directory.
+func (b *bench) build(root, caddyBin string) error {
+	b.loadBin = filepath.Join(b.tmp, "sseload")
+	targets := [][2]string{{"./cmd/sseload", b.loadBin}}
+	if caddyBin != "" {
+		b.caddyBin = caddyBin
+	} else {
+		b.caddyBin = filepath.Join(b.tmp, "caddy")
+		targets = append(targets, [2]string{"./cmd/caddy", b.caddyBin})
+	}
+	for _, t := range targets {
+		fmt.Fprintf(os.Stderr, "compare: go build -o %s %s\n", t[1], t[0])
+		cmd := exec.CommandContext(b.ctx, "go", "build", "-o", t[1], t[0])
+		cmd.Dir = root
+		if outb, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", t[0], err, outb)
+		}
+	}
+	return nil
+}
+
+// output runs a short command and returns its combined output.
+func (b *bench) output(bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), b.caddyEnv...)
+	outb, err := cmd.CombinedOutput()
+	return string(outb), err
+}
+
+// configure picks ports, writes the certificate and the Caddyfile, and checks
+// whether this Caddy binary knows sse_proxy.
+func (b *bench) configure(res *results) error {
+	home := filepath.Join(b.tmp, "home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return err
+	}
+	// Keep Caddy's storage and config autosave out of the real home directory.
+	b.caddyEnv = []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home}
+	certFile, keyFile, err := writeSelfSignedCert(b.tmp)
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(5)
+	if err != nil {
+		return err
+	}
+	b.upstream = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	var sites []site
+	i := 1
+	for _, s := range subjects {
+		if !s.proxy {
+			continue
+		}
+		for _, proto := range []string{"h1", "h2"} {
+			sites = append(sites, site{subject: s.key, proto: proto, port: ports[i]})
+			i++
+		}
+	}
+	write := func(ss []site) error {
+		b.caddyfile = filepath.Join(b.tmp, "Caddyfile")
+		return os.WriteFile(b.caddyfile, []byte(caddyfile(ss, b.upstream, certFile, keyFile)), 0o644)
+	}
+	if err := write(sites); err != nil {
+		return err
+	}
+	out, err := b.output(b.caddyBin, "adapt", "--config", b.caddyfile, "--adapter", "caddyfile")
+	switch {
+	case err == nil && strings.Contains(out, `"handler":"sse_proxy"`):
+		res.SSEAvailable = true
+	case err == nil:
+		res.SSENote = "sse_proxy not measured: `caddy adapt` produced no sse_proxy handler"
+	default:
+		res.SSENote = "sse_proxy not measured: `caddy adapt` rejects it: " + lastErrorLine(out)
+	}
+	if !res.SSEAvailable {
+		fmt.Fprintln(os.Stderr, "compare:", res.SSENote)
+		var kept []site
+		for _, s := range sites {
+			if s.subject != "sse_proxy" {
+				kept = append(kept, s)
+			}
+		}
+		sites = kept
+		if err := write(sites); err != nil {
+			return err
+		}
+	}
+	for _, s := range sites {
+		b.sites[s.subject+"/"+s.proto] = s.port
+	}
+	return nil
+}
+
+// startUpstream starts the SSE upstream on CPU 0 and waits until it answers.
+func (b *bench) startUpstream() error {
+	logf, err := os.Create(filepath.Join(b.tmp, "upstream.log"))
+	if err != nil {
+		return err
+	}
+	p, err := b.ps.start("upstream", 0, nil, logf, logf, b.loadBin,
+		"upstream", "-listen", b.upstream, "-lifetime", "20m")
+	if err != nil {
+		return err
+	}
+	b.upPID = p.pid()
+	return waitHTTP(b.ctx, p, "http://"+b.upstream+"/healthz", 10*time.Second)
+}
+
+// measure runs one scenario against one subject, with a fresh Caddy process
+// for proxied subjects so that no run inherits another's heap.
+func (b *bench) measure(sc scenario, key string) runResult {
+	r := runResult{Scenario: sc.key, Subject: key, Proto: sc.proto, Streams: sc.n}
+	target, pid := "http://"+b.upstream, b.upPID
+	if key != "direct" {
+		port, ok := b.sites[key+"/"+sc.proto]
+		if !ok {
+			r.Err = "no site for " + key + " over " + sc.proto
+			return r
+		}
+		scheme := "http"
+		if sc.proto == "h2" {
+			scheme = "https"
+		}
+		target = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+		b.runs++
+		logf, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("caddy-%02d-%s-%s.log", b.runs, sc.key, key)))
+		if err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		defer logf.Close()
+		caddy, err := b.ps.start("caddy", 1, b.caddyEnv, logf, logf, b.caddyBin,
+			"run", "--config", b.caddyfile, "--adapter", "caddyfile")
+		if err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		defer caddy.stop(5 * time.Second)
+		if err := waitTCP(b.ctx, caddy, fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
+			r.Err = err.Error() + " (see " + logf.Name() + ")"
+			return r
+		}
+		pid = caddy.pid()
+	}
+	args := []string{"client", "-url", target + "/?" + sc.query, "-n", strconv.Itoa(sc.n),
+		"-proto", sc.proto, "-insecure", "-json", "-pid", strconv.Itoa(pid),
+		"-duration", sc.duration.String(), "-ramp", sc.ramp.String(), "-warmup", sc.warmup.String()}
+	var stdout, stderr bytes.Buffer
+	client, err := b.ps.start("client", 0, nil, &stdout, &stderr, b.loadBin, args...)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	budget := sc.ramp + sc.warmup + sc.duration + 90*time.Second
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- client.wait(budget) }()
+	select {
+	case err = <-waitErr:
+	case <-b.ctx.Done():
+		client.stop(2 * time.Second)
+		err = context.Cause(b.ctx)
+	}
+	if err != nil {
+		r.Err = fmt.Sprintf("client: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return r
+	}
+	r.Raw = json.RawMessage(bytes.TrimSpace(stdout.Bytes()))
+	if err := json.Unmarshal(stdout.Bytes(), &r.Report); err != nil {
+		r.Err = "client output: " + err.Error()
+	}
+	if b.verbose {
+		fmt.Fprintf(os.Stderr, "%s\n", stdout.Bytes())
+	}
+	return r
+}
+
+// waitHTTP polls url until it answers 200, p exits, or timeout.
+func waitHTTP(ctx context.Context, p *proc, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return fmt.Errorf("%s exited: %v", p.name, p.err)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %s", p.name, timeout)
+}
+
+// waitTCP polls addr until it accepts connections, p exits, or timeout.
+func waitTCP(ctx context.Context, p *proc, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return fmt.Errorf("%s exited: %v", p.name, p.err)
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening on %s after %s", p.name, addr, timeout)
+}
+
+// environment describes the machine for the results.
+func environment() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	load, _ := os.ReadFile("/proc/loadavg")
+	l := strings.Fields(string(load))
+	loadStr := "unknown"
+	if len(l) >= 3 {
+		loadStr = strings.Join(l[:3], " ")
+	}
+	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s; load average at start %s",
+		runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel)), runtime.Version(), loadStr)
+}
+
+// machineBusy returns how busy all CPUs were over one second, in percent,
+// from /proc/stat. Measured while nothing of ours is working, it tells
+// whether other work on the machine disturbs the numbers.
+func machineBusy(ctx context.Context) float64 {
+	read := func() (busy, total uint64) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		f := strings.Fields(firstLine(string(b))) // cpu user nice system idle iowait irq softirq steal ...
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			if i >= 8 { // guest time is already counted in user
+				break
+			}
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return busy, total
+	}
+	b0, t0 := read()
+	select {
+	case <-ctx.Done():
+		return 0
+	case <-time.After(time.Second):
+	}
+	b1, t1 := read()
+	if t1 <= t0 {
+		return 0
+	}
+	return float64(b1-b0) / float64(t1-t0) * 100
+}
+
+// sleepCtx sleeps for d and reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// lastErrorLine picks the line of Caddy's output that carries the error,
+// and from a JSON log line its message.
+func lastErrorLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "Error") || strings.Contains(lines[i], "error") {
+			var entry struct{ Msg string }
+			if json.Unmarshal([]byte(lines[i]), &entry) == nil && entry.Msg != "" {
+				return entry.Msg
+			}
+			return lines[i]
+		}
+	}
+	if len(lines) > 0 {
+		return lines[len(lines)-1]
+	}
+	return "no output"
+}

@@ -1,0 +1,505 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// clientReport is the part of `sseload client -json` the comparison reads.
+type clientReport struct {
+	Streams          int         `json:"streams"`
+	Connected        int         `json:"connected"`
+	Failed           int         `json:"failed"`
+	EndedEarly       int         `json:"ended_early"`
+	WindowSeconds    float64     `json:"window_seconds"`
+	Delivered        uint64      `json:"delivered"`
+	Expected         uint64      `json:"expected"`
+	ExpectedByRate   float64     `json:"expected_by_rate"`
+	ReceivedInWindow uint64      `json:"received_in_window"`
+	Gaps             uint64      `json:"gaps"`
+	Dups             uint64      `json:"dups"`
+	BadEvents        uint64      `json:"bad_events"`
+	SilentStreams    int         `json:"silent_streams"`
+	UnconfirmedTails int         `json:"unconfirmed_tails"`
+	Comments         uint64      `json:"comments"`
+	Latency          latency     `json:"latency"`
+	Process          *procReport `json:"process"`
+	Errors           []struct {
+		Kind  string `json:"kind"`
+		Count int    `json:"count"`
+	} `json:"errors"`
+	Warnings []string `json:"warnings"`
+}
+
+// latency is the client's latency summary, in microseconds.
+type latency struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P99   float64 `json:"p99_us"`
+	Max   float64 `json:"max_us"`
+}
+
+// procReport is what the client sampled of the process under test.
+type procReport struct {
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	CPUPer1k        float64 `json:"cpu_seconds_per_1k_events"`
+	CPUPercent      float64 `json:"cpu_percent"`
+	PSSPerStreamKiB float64 `json:"pss_per_stream_kib"`
+	RSSPerStreamKiB float64 `json:"rss_per_stream_kib"`
+	PSSBaseKiB      uint64  `json:"pss_base_kib"`
+	PSSEndKiB       uint64  `json:"pss_end_kib"`
+}
+
+// runResult is one scenario measured against one subject.
+type runResult struct {
+	Scenario string          `json:"scenario"`
+	Subject  string          `json:"subject"`
+	Proto    string          `json:"proto"`
+	Round    int             `json:"round"`
+	Streams  int             `json:"streams"`
+	Raw      json.RawMessage `json:"report,omitempty"`
+	Err      string          `json:"error,omitempty"`
+	Report   clientReport    `json:"-"`
+
+	// Set on results combined from several rounds.
+	rounds      int // measured
+	used        int // combined (the clean ones, if any)
+	roundIssues []string
+	p99Range    [2]float64
+}
+
+// problems lists what makes this run's numbers untrustworthy.
+func (r *runResult) problems() []string {
+	if r.rounds > 0 {
+		return r.roundIssues
+	}
+	if r.Err != "" {
+		return []string{r.Err}
+	}
+	c := &r.Report
+	var p []string
+	add := func(cond bool, format string, args ...any) {
+		if cond {
+			p = append(p, fmt.Sprintf(format, args...))
+		}
+	}
+	add(c.Failed > 0, "%d streams failed to open", c.Failed)
+	add(c.EndedEarly > 0, "%d streams ended early", c.EndedEarly)
+	add(c.Gaps > 0, "%d events missing (sequence gaps)", c.Gaps)
+	add(c.Dups > 0, "%d duplicated/reordered events", c.Dups)
+	add(c.BadEvents > 0, "%d malformed events", c.BadEvents)
+	add(c.SilentStreams > 0, "%d silent streams", c.SilentStreams)
+	add(c.UnconfirmedTails > 0, "%d streams got no event sent after the window within the grace period (events still in flight)", c.UnconfirmedTails)
+	add(c.Delivered < c.Expected, "%d of %d expected events not delivered", c.Expected-c.Delivered, c.Expected)
+	add(c.ExpectedByRate > 0 && float64(c.Delivered) < 0.97*c.ExpectedByRate,
+		"delivered %d, well under %.0f due by rate", c.Delivered, c.ExpectedByRate)
+	add(c.Process == nil, "no process sample")
+	for _, e := range c.Errors {
+		p = append(p, fmt.Sprintf("%d× %s", e.Count, e.Kind))
+	}
+	return p
+}
+
+func (r *runResult) oneLine() string {
+	if r.Err != "" {
+		return "ERROR " + r.Err
+	}
+	c := &r.Report
+	s := fmt.Sprintf("%d/%d open, %d/%d events, p50 %s p99 %s", c.Connected, c.Streams, c.Delivered, c.Expected,
+		fmtUs(c.Latency.P50), fmtUs(c.Latency.P99))
+	if c.Process != nil {
+		s += fmt.Sprintf(", CPU %.4f s/1k ev, PSS %+.1f KiB/stream", c.Process.CPUPer1k, c.Process.PSSPerStreamKiB)
+	}
+	if p := r.problems(); len(p) > 0 {
+		s += " [" + strings.Join(p, "; ") + "]"
+	}
+	return s
+}
+
+// budget is one pass/fail check of sse_proxy against reverse_proxy.
+type budget struct {
+	Name     string `json:"name"`
+	Measured string `json:"measured"`
+	Limit    string `json:"limit"`
+	Result   string `json:"result"` // PASS, FAIL, INVALID (a run had problems) or SKIP
+}
+
+// results is everything one comparison produced.
+type results struct {
+	Quick        bool        `json:"quick"`
+	Started      time.Time   `json:"started"`
+	Finished     time.Time   `json:"finished"`
+	Env          string      `json:"environment"`
+	Pinning      string      `json:"pinning"`
+	BusyAtStart  float64     `json:"machine_busy_percent_at_start"`
+	BusyAtEnd    float64     `json:"machine_busy_percent_at_end"`
+	CaddyVersion string      `json:"caddy_version"`
+	SSEAvailable bool        `json:"sse_proxy_available"`
+	SSENote      string      `json:"sse_proxy_note,omitempty"`
+	Runs         []runResult `json:"runs"`
+	Budgets      []budget    `json:"budgets"`
+	plan         []scenario
+	anyFail      bool
+}
+
+// run returns the result of scenario sc for subject, its rounds combined,
+// or nil if it was not measured. Rounds with problems (errors, lost events,
+// a load generator that could not keep up) are left out as long as at least
+// one clean round remains; the combined result has problems only if none
+// does. Combined: latency percentiles are the median over the rounds used
+// (max the maximum), CPU per event is their total CPU over their total
+// events, memory per stream the median, counts are sums.
+func (res *results) run(sc, subject string) *runResult {
+	var all, clean []*runResult
+	for i := range res.Runs {
+		r := &res.Runs[i]
+		if r.Scenario == sc && r.Subject == subject {
+			all = append(all, r)
+			if len(r.problems()) == 0 {
+				clean = append(clean, r)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	first := all[0]
+	out := &runResult{Scenario: sc, Subject: subject, Proto: first.Proto, Streams: first.Streams, rounds: len(all)}
+	use := clean
+	if len(clean) == 0 {
+		use = all
+		for _, r := range all {
+			for _, p := range r.problems() {
+				out.roundIssues = append(out.roundIssues, fmt.Sprintf("round %d: %s", r.Round, p))
+			}
+		}
+	}
+	var p50, p90, p99, pss, rss, pct []float64
+	var cpu float64
+	var events uint64
+	o := &out.Report
+	o.Streams, o.Connected = first.Streams, first.Streams
+	for _, r := range use {
+		if r.Err != "" {
+			out.Err = r.Err
+			continue
+		}
+		out.used++
+		c := &r.Report
+		o.Connected = min(o.Connected, c.Connected)
+		o.Delivered += c.Delivered
+		o.Expected += c.Expected
+		o.Comments += c.Comments
+		o.Latency.Count += c.Latency.Count
+		o.Latency.Max = max(o.Latency.Max, c.Latency.Max)
+		p50, p90, p99 = append(p50, c.Latency.P50), append(p90, c.Latency.P90), append(p99, c.Latency.P99)
+		if p := c.Process; p != nil {
+			cpu += p.CPUSeconds
+			events += c.ReceivedInWindow
+			pss, rss, pct = append(pss, p.PSSPerStreamKiB), append(rss, p.RSSPerStreamKiB), append(pct, p.CPUPercent)
+			if o.Process == nil {
+				o.Process = &procReport{PSSBaseKiB: p.PSSBaseKiB, PSSEndKiB: p.PSSEndKiB}
+			}
+		}
+	}
+	if out.used == 0 {
+		return out
+	}
+	out.Err = "" // some rounds measured; their issues stay listed
+	o.Latency.P50, o.Latency.P90, o.Latency.P99 = median(p50), median(p90), median(p99)
+	out.p99Range = [2]float64{slices.Min(p99), slices.Max(p99)}
+	if p := o.Process; p != nil {
+		p.CPUSeconds = cpu
+		if events > 0 {
+			p.CPUPer1k = cpu / float64(events) * 1000
+		}
+		p.PSSPerStreamKiB, p.RSSPerStreamKiB, p.CPUPercent = median(pss), median(rss), median(pct)
+	}
+	return out
+}
+
+// median of a non-empty slice (the mean of the middle two for even lengths).
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// evaluate checks the budgets.
+func (res *results) evaluate(plan []scenario) {
+	res.plan = plan
+	check := func(name string, runs []*runResult, measure func() (measured, limit float64), unit func(float64) string) {
+		b := budget{Name: name}
+		switch {
+		case !res.SSEAvailable:
+			b.Result = "SKIP"
+		default:
+			for _, r := range runs {
+				if r == nil || len(r.problems()) > 0 {
+					b.Result = "INVALID"
+				}
+			}
+		}
+		if b.Result == "" {
+			m, l := measure()
+			b.Measured, b.Limit = unit(m), unit(l)
+			b.Result = "PASS"
+			if m > l {
+				b.Result = "FAIL"
+			}
+		}
+		if b.Result == "FAIL" || b.Result == "INVALID" {
+			res.anyFail = true
+		}
+		res.Budgets = append(res.Budgets, b)
+	}
+
+	d, rp, sse := res.run("latency", "direct"), res.run("latency", "reverse_proxy"), res.run("latency", "sse_proxy")
+	check("added p99 latency ≤ reverse_proxy's + 0.1 ms", []*runResult{d, rp, sse}, func() (float64, float64) {
+		return sse.Report.Latency.P99 - d.Report.Latency.P99, rp.Report.Latency.P99 - d.Report.Latency.P99 + 100
+	}, fmtUs)
+
+	for _, sc := range []string{"broadcast-h1", "broadcast-h2"} {
+		rp, sse := res.run(sc, "reverse_proxy"), res.run(sc, "sse_proxy")
+		check("CPU per delivered event ≤ 1.1× reverse_proxy ("+protoName(sc)+")", []*runResult{rp, sse}, func() (float64, float64) {
+			return sse.Report.Process.CPUPer1k, 1.1 * rp.Report.Process.CPUPer1k
+		}, func(v float64) string { return fmt.Sprintf("%.4f CPU s/1k events", v) })
+	}
+
+	rp, sse = res.run("idle", "reverse_proxy"), res.run("idle", "sse_proxy")
+	check("memory per idle stream ≤ 1.1× reverse_proxy", []*runResult{rp, sse}, func() (float64, float64) {
+		return sse.Report.Process.PSSPerStreamKiB, 1.1 * rp.Report.Process.PSSPerStreamKiB
+	}, fmtKiB)
+}
+
+func protoName(scenario string) string {
+	if strings.HasSuffix(scenario, "h2") {
+		return "HTTP/2"
+	}
+	return "HTTP/1.1"
+}
+
+// write stores latest.md, latest.json and latency.svg in dir.
+func (res *results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(res.chart()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(res.markdown()), 0o644)
+}
+
+// markdown renders the report.
+func (res *results) markdown() string {
+	var b strings.Builder
+	mode := "full"
+	if res.Quick {
+		mode = "quick (-quick: fewer streams, shorter windows; for smoke checks, not for decisions)"
+	}
+	fmt.Fprintf(&b, "# sse_proxy vs reverse_proxy — %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "- Mode: %s; took %s\n", mode, res.Finished.Sub(res.Started).Round(time.Second))
+	fmt.Fprintf(&b, "- Machine: %s\n", res.Env)
+	fmt.Fprintf(&b, "- CPU pinning: %s\n", res.Pinning)
+	fmt.Fprintf(&b, "- Other load: all CPUs %.0f%% busy just before measuring, %.0f%% just after", res.BusyAtStart, res.BusyAtEnd)
+	if max(res.BusyAtStart, res.BusyAtEnd) > 10 {
+		b.WriteString(" — **the machine was not idle; latency and CPU numbers are disturbed by other work**")
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; one Caddyfile with a reverse_proxy site and an sse_proxy site per protocol; a fresh Caddy process for every measurement\n", res.CaddyVersion)
+	fmt.Fprintf(&b, "- Upstream: `sseload upstream` (HTTP/1.1); client: `sseload client`; latency = receive time − send time stamped in the event, same clock\n")
+	if res.SSENote != "" {
+		fmt.Fprintf(&b, "- **%s**\n", res.SSENote)
+	}
+	fmt.Fprintf(&b, "- Chart: [latency.svg](latency.svg)\n\n")
+
+	for _, sc := range res.plan {
+		switch {
+		case sc.key == "latency":
+			res.latencyTable(&b, sc)
+		case strings.HasPrefix(sc.key, "broadcast"):
+			res.costTable(&b, sc)
+		case sc.key == "idle":
+			res.idleTable(&b, sc)
+		}
+	}
+
+	b.WriteString("## Budgets (sse_proxy against plain reverse_proxy)\n\n| budget | sse_proxy | limit | result |\n|---|---:|---:|---|\n")
+	for _, bu := range res.Budgets {
+		fmt.Fprintf(&b, "| %s | %s | %s | **%s** |\n", bu.Name, orDash(bu.Measured), orDash(bu.Limit), bu.Result)
+	}
+	b.WriteString("\n")
+
+	var notes []string
+	for i := range res.Runs {
+		r := &res.Runs[i]
+		if p := r.problems(); len(p) > 0 {
+			notes = append(notes, fmt.Sprintf("- %s / %s, round %d: %s", r.Scenario, r.Subject, r.Round, strings.Join(p, "; ")))
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("## Problems\n\n" + strings.Join(notes, "\n") + "\n\n")
+	}
+	return b.String()
+}
+
+func (res *results) header(b *strings.Builder, sc scenario, what string) {
+	rounds := ""
+	if sc.rounds > 1 {
+		rounds = fmt.Sprintf(" × %d rounds (subjects in turn, alternating order; medians of the clean rounds)", sc.rounds)
+	}
+	fmt.Fprintf(b, "## %s — %d streams, %s, %s, %s window%s\n\n", sc.title, sc.n, what, protoName(sc.proto), sc.duration, rounds)
+}
+
+func (res *results) latencyTable(b *strings.Builder, sc scenario) {
+	res.header(b, sc, fmt.Sprintf("%g events/s per stream (own ticker), 256 B", sc.rate))
+	b.WriteString("| subject | p50 | p90 | p99 | p99 range over rounds | max | added p50 | added p99 | added p99 vs reverse_proxy | delivered / expected |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	d, rp := res.run(sc.key, "direct"), res.run(sc.key, "reverse_proxy")
+	for _, key := range sc.subjects {
+		r := res.run(sc.key, key)
+		if r == nil {
+			continue
+		}
+		if r.Err != "" {
+			fmt.Fprintf(b, "| %s | error: %s ||||||||\n", label(key), r.Err)
+			continue
+		}
+		l := r.Report.Latency
+		addP50, addP99, vs := "—", "—", "—"
+		if d != nil && d.Err == "" && key != "direct" {
+			addP50 = fmtUs(l.P50 - d.Report.Latency.P50)
+			addP99 = fmtUs(l.P99 - d.Report.Latency.P99)
+			if rp != nil && rp.Err == "" && key != "reverse_proxy" {
+				vs = fmt.Sprintf("%+.0f µs", l.P99-rp.Report.Latency.P99)
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s – %s | %s | %s | %s | %s | %d / %d |\n", rowLabel(r),
+			fmtUs(l.P50), fmtUs(l.P90), fmtUs(l.P99), fmtUs(r.p99Range[0]), fmtUs(r.p99Range[1]), fmtUs(l.Max),
+			addP50, addP99, vs, r.Report.Delivered, r.Report.Expected)
+	}
+	b.WriteString("\n")
+}
+
+func (res *results) costTable(b *strings.Builder, sc scenario) {
+	res.header(b, sc, fmt.Sprintf("one broadcast of %g events/s to all streams (%.0f events/s), 256 B", sc.rate, sc.rate*float64(sc.n)))
+	b.WriteString("| subject | delivered / expected | CPU s per 1k events | × reverse_proxy | CPU (% of a core) | PSS Δ per stream | × reverse_proxy | p50 | p99 |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	rp := res.run(sc.key, "reverse_proxy")
+	for _, key := range sc.subjects {
+		r := res.run(sc.key, key)
+		if r == nil {
+			continue
+		}
+		if r.Err != "" || r.Report.Process == nil {
+			fmt.Fprintf(b, "| %s | error: %s |||||||\n", label(key), r.Err)
+			continue
+		}
+		p := r.Report.Process
+		name := rowLabel(r)
+		if key == "direct" {
+			name += " (cost of the upstream itself)"
+		}
+		cpuX, memX := "—", "—"
+		if rp != nil && rp.Err == "" && rp.Report.Process != nil && key != "direct" {
+			cpuX = ratio(p.CPUPer1k, rp.Report.Process.CPUPer1k)
+			memX = ratio(p.PSSPerStreamKiB, rp.Report.Process.PSSPerStreamKiB)
+		}
+		fmt.Fprintf(b, "| %s | %d / %d | %.4f | %s | %.0f%% | %s | %s | %s | %s |\n", name,
+			r.Report.Delivered, r.Report.Expected, p.CPUPer1k, cpuX, p.CPUPercent, fmtKiB(p.PSSPerStreamKiB), memX,
+			fmtUs(r.Report.Latency.P50), fmtUs(r.Report.Latency.P99))
+	}
+	b.WriteString("\n")
+}
+
+func (res *results) idleTable(b *strings.Builder, sc scenario) {
+	res.header(b, sc, "no events (sse_proxy heartbeat 15 s)")
+	b.WriteString("| subject | open streams | PSS Δ per stream | × reverse_proxy | RSS Δ per stream | PSS before → after | heartbeats seen |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	rp := res.run(sc.key, "reverse_proxy")
+	for _, key := range sc.subjects {
+		r := res.run(sc.key, key)
+		if r == nil {
+			continue
+		}
+		if r.Err != "" || r.Report.Process == nil {
+			fmt.Fprintf(b, "| %s | error: %s ||||||\n", label(key), r.Err)
+			continue
+		}
+		p := r.Report.Process
+		memX := "—"
+		if rp != nil && rp.Err == "" && rp.Report.Process != nil && key != "reverse_proxy" {
+			memX = ratio(p.PSSPerStreamKiB, rp.Report.Process.PSSPerStreamKiB)
+		}
+		fmt.Fprintf(b, "| %s | %d / %d | %s | %s | %s | %.1f → %.1f MiB | %d |\n", rowLabel(r),
+			r.Report.Connected, r.Report.Streams, fmtKiB(p.PSSPerStreamKiB), memX, fmtKiB(p.RSSPerStreamKiB),
+			float64(p.PSSBaseKiB)/1024, float64(p.PSSEndKiB)/1024, r.Report.Comments)
+	}
+	b.WriteString("\n")
+}
+
+// rowLabel is the subject's label, noting rounds left out.
+func rowLabel(r *runResult) string {
+	l := label(r.Subject)
+	if r.rounds > 1 && r.used < r.rounds {
+		l += fmt.Sprintf(" (%d of %d rounds)", r.used, r.rounds)
+	}
+	return l
+}
+
+func label(key string) string {
+	for _, s := range subjects {
+		if s.key == key {
+			return s.label
+		}
+	}
+	return key
+}
+
+func ratio(v, base float64) string {
+	if base <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", v/base)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// fmtUs formats a duration given in microseconds.
+func fmtUs(us float64) string {
+	a := us
+	if a < 0 {
+		a = -a
+	}
+	switch {
+	case a >= 1e6:
+		return fmt.Sprintf("%.2f s", us/1e6)
+	case a >= 1e3:
+		return fmt.Sprintf("%.2f ms", us/1e3)
+	default:
+		return fmt.Sprintf("%.0f µs", us)
+	}
+}
+
+func fmtKiB(k float64) string { return fmt.Sprintf("%.1f KiB", k) }

@@ -1,0 +1,483 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// clientConfig holds the client's flags.
+type clientConfig struct {
+	url            string
+	n              int
+	duration       time.Duration
+	ramp           time.Duration
+	warmup         time.Duration
+	grace          time.Duration
+	connectTimeout time.Duration
+	proto          string
+	insecure       bool
+	jsonOut        bool
+	pid            int
+	readBuf        int
+	h3PerConn      int
+}
+
+// client runs one measurement. Fields shared by stream goroutines are atomic.
+type client struct {
+	cfg  clientConfig
+	rt   func(i int) http.RoundTripper
+	hist Histogram
+
+	received  atomic.Uint64 // events received, any time
+	expecting atomic.Int64  // open streams on which the upstream announced events
+	confirmed atomic.Int64  // of those, streams that received an event sent after the window
+	negative  atomic.Uint64 // events whose send time is after their receive time
+	connected atomic.Int64
+	settled   atomic.Int64
+	allSettle chan struct{}
+
+	// The measured window, in unix nanoseconds; events count when their send
+	// time falls inside it. Both are MaxInt64 until set.
+	winStart, winEnd atomic.Int64
+}
+
+// streamStat is one stream's tally, owned by its goroutine until it ends.
+type streamStat struct {
+	connected  bool
+	failKind   string // why the stream failed or ended early, "" if it did not
+	failMsg    string
+	endedEarly bool
+	rate       float64 // the X-Sseload-Rate the upstream announced, -1 if absent
+
+	events   uint64 // all events
+	comments uint64
+	bad      uint64 // events whose data is not "SENDNANOS SEQ ..."
+	prevSeq  uint64
+	gaps     uint64 // sequence numbers skipped
+	dups     uint64 // sequence numbers repeated or going backwards
+
+	confirmed       bool   // received an event sent after the window: all earlier ones are in
+	inWin           uint64 // events sent inside the window
+	firstWin        uint64 // lowest sequence number sent inside the window
+	lastWin         uint64 // highest sequence number sent inside the window
+	sawWindowEvents bool
+}
+
+func runClient(args []string) error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	var cfg clientConfig
+	fs.StringVar(&cfg.url, "url", "", "stream `URL` (http:// or https://)")
+	fs.IntVar(&cfg.n, "n", 100, fmt.Sprintf("number of concurrent streams (max %d)", maxStreams))
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of the measured window (max 10m)")
+	fs.DurationVar(&cfg.ramp, "ramp", time.Second, "spread stream opening over this long (max 5m)")
+	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "wait this long after the streams are open before measuring (max 1m)")
+	fs.DurationVar(&cfg.grace, "grace", 5*time.Second, "after the window, wait at most this long for every stream to get an event sent after it")
+	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 30*time.Second, "give up on streams not open this long after the ramp")
+	fs.StringVar(&cfg.proto, "proto", "h1", "h1, h2 (TLS, or h2c for http:// URLs) or h3 (QUIC)")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "do not verify the server's TLS certificate")
+	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
+	fs.IntVar(&cfg.pid, "pid", 0, "sample this process's CPU and memory (from /proc) around the window")
+	fs.IntVar(&cfg.readBuf, "read-buffer", 4096, "read buffer bytes per stream")
+	fs.IntVar(&cfg.h3PerConn, "h3-streams-per-conn", 100, "with -proto h3, open a QUIC connection per this many streams")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: sseload client -url URL [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	limit, err := raiseOpenFileLimit()
+	if err != nil {
+		return fmt.Errorf("raising the open file limit: %w", err)
+	}
+	if need := uint64(cfg.n) + 50; limit < need {
+		return fmt.Errorf("%d streams need %d open files, RLIMIT_NOFILE allows %d", cfg.n, need, limit)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, closeTransports, err := newClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeTransports()
+	rep := c.run(ctx)
+	if cfg.jsonOut {
+		return rep.writeJSON(os.Stdout)
+	}
+	rep.writeText(os.Stdout)
+	return nil
+}
+
+func (cfg *clientConfig) validate() error {
+	u, err := url.Parse(cfg.url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("-url must be an http:// or https:// URL, got %q", cfg.url)
+	}
+	switch {
+	case cfg.n < 1 || cfg.n > maxStreams:
+		return fmt.Errorf("-n must be in 1..%d", maxStreams)
+	case cfg.duration <= 0 || cfg.duration > maxRunDuration:
+		return fmt.Errorf("-duration must be in (0, %s]", maxRunDuration)
+	case cfg.ramp < 0 || cfg.ramp > 5*time.Minute:
+		return errors.New("-ramp must be in [0, 5m]")
+	case cfg.warmup < 0 || cfg.warmup > time.Minute:
+		return errors.New("-warmup must be in [0, 1m]")
+	case cfg.grace < 0 || cfg.grace > time.Minute:
+		return errors.New("-grace must be in [0, 1m]")
+	case cfg.connectTimeout <= 0 || cfg.connectTimeout > 5*time.Minute:
+		return errors.New("-connect-timeout must be in (0, 5m]")
+	case cfg.readBuf < 64 || cfg.readBuf > 1<<20:
+		return errors.New("-read-buffer must be in 64..1048576")
+	case cfg.h3PerConn < 1 || cfg.h3PerConn > 10_000:
+		return errors.New("-h3-streams-per-conn must be in 1..10000")
+	}
+	switch cfg.proto {
+	case "h1", "h2":
+	case "h3":
+		if u.Scheme != "https" {
+			return errors.New("-proto h3 needs an https:// URL")
+		}
+	default:
+		return fmt.Errorf("-proto must be h1, h2 or h3, not %q", cfg.proto)
+	}
+	if !isLoopbackHost(u.Hostname()) {
+		fmt.Fprintf(os.Stderr, "sseload client: note: %s is not a loopback address; load goes only where -url says\n", u.Hostname())
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// newClient builds the transports for cfg.proto. The returned func closes them.
+func newClient(cfg clientConfig) (*client, func(), error) {
+	c := &client{cfg: cfg, allSettle: make(chan struct{})}
+	c.winStart.Store(math.MaxInt64)
+	c.winEnd.Store(math.MaxInt64)
+	tlsConf := &tls.Config{InsecureSkipVerify: cfg.insecure} //nolint:gosec // opt-in for self-signed benchmark certificates
+	switch cfg.proto {
+	case "h1", "h2":
+		t := &http.Transport{
+			Proxy:                 nil, // never detour through an environment proxy
+			DialContext:           (&net.Dialer{Timeout: cfg.connectTimeout}).DialContext,
+			TLSClientConfig:       tlsConf,
+			TLSHandshakeTimeout:   cfg.connectTimeout,
+			ResponseHeaderTimeout: cfg.connectTimeout,
+			DisableCompression:    true,
+			MaxIdleConnsPerHost:   -1,
+			Protocols:             new(http.Protocols),
+		}
+		if cfg.proto == "h1" {
+			t.Protocols.SetHTTP1(true)
+		} else {
+			// TLS with ALPN h2, or prior-knowledge h2c for http:// URLs. Streams
+			// share connections up to the server's concurrent stream limit.
+			t.Protocols.SetHTTP2(true)
+			t.Protocols.SetUnencryptedHTTP2(true)
+		}
+		c.rt = func(int) http.RoundTripper { return t }
+		return c, t.CloseIdleConnections, nil
+	case "h3":
+		n := (cfg.n + cfg.h3PerConn - 1) / cfg.h3PerConn
+		ts := make([]*http3.Transport, n)
+		for i := range ts {
+			ts[i] = &http3.Transport{
+				TLSClientConfig:    tlsConf,
+				DisableCompression: true,
+				QUICConfig: &quic.Config{
+					HandshakeIdleTimeout: cfg.connectTimeout,
+					MaxIdleTimeout:       time.Minute,
+					KeepAlivePeriod:      15 * time.Second,
+				},
+			}
+		}
+		c.rt = func(i int) http.RoundTripper { return ts[i/cfg.h3PerConn] }
+		return c, func() {
+			for _, t := range ts {
+				t.Close()
+			}
+		}, nil
+	}
+	return nil, nil, fmt.Errorf("unknown protocol %q", cfg.proto)
+}
+
+// run opens the streams, measures one window and returns the report.
+func (c *client) run(ctx context.Context) *Report {
+	cfg := c.cfg
+	rep := &Report{URL: cfg.url, Proto: cfg.proto, Streams: cfg.n, PID: cfg.pid}
+	var base, atStart, atEnd ProcSample
+	var procErr error
+	sample := func(dst *ProcSample) {
+		if cfg.pid > 0 && procErr == nil {
+			*dst, procErr = readProcSample(cfg.pid)
+		}
+	}
+	sample(&base)
+
+	streamCtx, cancelStreams := context.WithCancel(ctx)
+	defer cancelStreams()
+	stats := make([]streamStat, cfg.n)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range cfg.n {
+		wg.Go(func() {
+			if d := cfg.ramp * time.Duration(i) / time.Duration(cfg.n); d > 0 {
+				if !sleepCtx(streamCtx, d) {
+					c.settle()
+					return
+				}
+			}
+			c.stream(streamCtx, i, &stats[i])
+		})
+	}
+
+	// Wait for every stream to be open or failed.
+	select {
+	case <-c.allSettle:
+	case <-time.After(cfg.ramp + cfg.connectTimeout):
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d streams still opening after %s", int64(cfg.n)-c.settled.Load(), cfg.ramp+cfg.connectTimeout))
+	case <-ctx.Done():
+	}
+	rep.ConnectSeconds = time.Since(t0).Seconds()
+	interrupted := !sleepCtx(ctx, cfg.warmup)
+
+	// The measured window.
+	sample(&atStart)
+	recv0 := c.received.Load()
+	ws := time.Now()
+	c.winStart.Store(ws.UnixNano())
+	if !interrupted {
+		interrupted = !sleepCtx(ctx, cfg.duration)
+	}
+	we := time.Now()
+	c.winEnd.Store(we.UnixNano())
+	recv1 := c.received.Load()
+	sample(&atEnd)
+	rep.WindowSeconds = we.Sub(ws).Seconds()
+	rep.ReceivedInWindow = recv1 - recv0
+
+	if !interrupted {
+		c.awaitTails(ctx, cfg.grace)
+	}
+	rep.UnconfirmedTails = int(c.expecting.Load() - c.confirmed.Load())
+	rep.Interrupted = interrupted || ctx.Err() != nil
+	cancelStreams()
+	wg.Wait()
+
+	c.summarize(rep, stats)
+	if cfg.pid > 0 {
+		if procErr != nil {
+			rep.Warnings = append(rep.Warnings, "process sampling: "+procErr.Error())
+		} else {
+			rep.Process = newProcReport(cfg.pid, base, atStart, atEnd, rep.ReceivedInWindow, rep.Connected)
+		}
+	}
+	return rep
+}
+
+// awaitTails waits until every stream that carries events has received one
+// sent after the window, so that (streams being ordered) every event sent
+// inside the window has arrived or is known lost; at most limit.
+func (c *client) awaitTails(ctx context.Context, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for c.confirmed.Load() < c.expecting.Load() && time.Now().Before(deadline) {
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// settle counts one stream as open or failed.
+func (c *client) settle() {
+	if c.settled.Add(1) == int64(c.cfg.n) {
+		close(c.allSettle)
+	}
+}
+
+// stream opens stream i and reads it until ctx ends.
+func (c *client) stream(ctx context.Context, i int, st *streamStat) {
+	st.rate = -1
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.url, nil)
+	if err != nil {
+		st.fail("request", err.Error())
+		c.settle()
+		return
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cache-Control", "no-cache")
+	resp, err := c.rt(i).RoundTrip(req)
+	if err != nil {
+		st.fail("connect: "+errKind(err), err.Error())
+		c.settle()
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		st.fail(fmt.Sprintf("status %d", resp.StatusCode), resp.Status)
+		c.settle()
+		return
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		st.fail("content-type "+ct, "Content-Type: "+ct)
+		c.settle()
+		return
+	}
+	if r, err := strconv.ParseFloat(resp.Header.Get("X-Sseload-Rate"), 64); err == nil {
+		st.rate = r
+	}
+	st.connected = true
+	c.connected.Add(1)
+	if st.rate != 0 { // announced events, or unknown
+		c.expecting.Add(1)
+	}
+	c.settle()
+
+	var now int64
+	p := Parser{
+		OnEvent:   func(ev Event) { c.onEvent(st, now, ev.Data) },
+		OnComment: func([]byte) { st.comments++ },
+	}
+	buf := make([]byte, c.cfg.readBuf)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			now = time.Now().UnixNano()
+			p.Feed(buf[:n])
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				st.endedEarly = true
+				st.fail("stream ended: "+errKind(err), err.Error())
+				if st.rate != 0 && !st.confirmed {
+					c.expecting.Add(-1) // nothing more will arrive
+				}
+			}
+			return
+		}
+	}
+}
+
+// onEvent accounts one event received at now (unix nanoseconds).
+func (c *client) onEvent(st *streamStat, now int64, data []byte) {
+	c.received.Add(1)
+	st.events++
+	sent, seq, ok := parseStamp(data)
+	if !ok {
+		st.bad++
+		return
+	}
+	switch {
+	case st.prevSeq == 0 || seq == st.prevSeq+1:
+	case seq > st.prevSeq:
+		st.gaps += seq - st.prevSeq - 1
+	default:
+		st.dups++
+	}
+	st.prevSeq = max(st.prevSeq, seq)
+	if sent >= c.winEnd.Load() {
+		if !st.confirmed {
+			st.confirmed = true
+			c.confirmed.Add(1)
+		}
+		return
+	}
+	if sent < c.winStart.Load() {
+		return
+	}
+	lat := now - sent
+	if lat < 0 {
+		c.negative.Add(1)
+		lat = 0
+	}
+	c.hist.Record(uint64(lat))
+	st.inWin++
+	if !st.sawWindowEvents || seq < st.firstWin {
+		st.firstWin = seq
+	}
+	st.lastWin = max(st.lastWin, seq)
+	st.sawWindowEvents = true
+}
+
+// parseStamp reads "SENDNANOS SEQ" from the start of an event's data.
+func parseStamp(b []byte) (sent int64, seq uint64, ok bool) {
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		sent = sent*10 + int64(b[i]-'0')
+		i++
+	}
+	if i == 0 || i > 19 || i >= len(b) || b[i] != ' ' {
+		return 0, 0, false
+	}
+	i++
+	j := i
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		seq = seq*10 + uint64(b[j]-'0')
+		j++
+	}
+	if j == i || j-i > 19 || (j < len(b) && b[j] != ' ') {
+		return 0, 0, false
+	}
+	return sent, seq, true
+}
+
+func (st *streamStat) fail(kind, msg string) {
+	if st.failKind == "" {
+		st.failKind, st.failMsg = kind, msg
+	}
+}
+
+// errKind shortens an error to a category without addresses or ports:
+// the text after its last ": ".
+func errKind(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	return s
+}
+
+// sleepCtx sleeps for d and reports whether it did so without ctx ending.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+)
+
+// runAgainst runs a short client measurement against srv.
+func runAgainst(t *testing.T, url, proto string, n int) *Report {
+	t.Helper()
+	cfg := clientConfig{
+		url: url, n: n, proto: proto, insecure: true,
+		duration: 600 * time.Millisecond, warmup: 100 * time.Millisecond, grace: 300 * time.Millisecond,
+		connectTimeout: 5 * time.Second, readBuf: 512, h3PerConn: 100, pid: os.Getpid(),
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, closeTransports, err := newClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeTransports()
+	return c.run(context.Background())
+}
+
+func checkReport(t *testing.T, rep *Report, n int, wantEvents bool) {
+	t.Helper()
+	if rep.Connected != n || rep.Failed != 0 || rep.EndedEarly != 0 || len(rep.Errors) != 0 {
+		t.Fatalf("streams: %+v", rep)
+	}
+	if rep.Gaps != 0 || rep.Dups != 0 || rep.BadEvents != 0 || rep.Delivered != rep.Expected {
+		t.Fatalf("integrity: %+v", rep)
+	}
+	if wantEvents && (rep.Delivered == 0 || rep.Latency.Count != rep.Delivered || rep.SilentStreams != 0 || rep.UnconfirmedTails != 0) {
+		t.Fatalf("no events: %+v", rep)
+	}
+	if rep.Process == nil || rep.Process.PSSEndKiB == 0 {
+		t.Fatalf("no process report: %+v", rep)
+	}
+}
+
+func TestClientAgainstUpstream(t *testing.T) {
+	srv := httptest.NewServer(newUpstream(50, 200, "per-stream", 100))
+	defer srv.Close()
+	for _, q := range []string{"", "?mode=broadcast&rate=40", "?size=1000"} {
+		rep := runAgainst(t, srv.URL+"/"+q, "h1", 20)
+		checkReport(t, rep, 20, true)
+		if rep.ExpectedByRate == 0 {
+			t.Errorf("%s: no rate header", q)
+		}
+	}
+	// Idle streams: open, no events, nothing silent.
+	rep := runAgainst(t, srv.URL+"/?rate=0", "h1", 10)
+	checkReport(t, rep, 10, false)
+	if rep.Delivered != 0 || rep.SilentStreams != 0 {
+		t.Fatalf("idle: %+v", rep)
+	}
+}
+
+func TestClientH2(t *testing.T) {
+	srv := httptest.NewUnstartedServer(newUpstream(50, 100, "broadcast", 100))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	rep := runAgainst(t, srv.URL+"/", "h2", 30)
+	checkReport(t, rep, 30, true)
+}
+
+func TestClientCountsFailures(t *testing.T) {
+	srv := httptest.NewServer(newUpstream(50, 100, "per-stream", 3))
+	defer srv.Close()
+	rep := runAgainst(t, srv.URL+"/", "h1", 5)
+	if rep.Connected != 3 || rep.Failed != 2 || len(rep.Errors) != 1 || rep.Errors[0].Kind != "status 503" {
+		t.Fatalf("want 3 open and 2 refused with 503: %+v", rep)
+	}
+}
+
+func TestUpstreamEventFormat(t *testing.T) {
+	for _, size := range []int{0, 40, 256, 4096} {
+		ev := appendEvent(nil, 1700000000123456789, 42, size)
+		if size >= 60 && len(ev) != size {
+			t.Errorf("size %d: got %d bytes", size, len(ev))
+		}
+		var got []Event
+		p := Parser{OnEvent: func(e Event) {
+			got = append(got, Event{Data: append([]byte(nil), e.Data...), LastID: append([]byte(nil), e.LastID...)})
+		}}
+		p.Feed(ev)
+		if len(got) != 1 || string(got[0].LastID) != "42" {
+			t.Fatalf("size %d: %q parsed as %+v", size, ev, got)
+		}
+		sent, seq, ok := parseStamp(got[0].Data)
+		if !ok || sent != 1700000000123456789 || seq != 42 {
+			t.Fatalf("size %d: stamp %d %d %v", size, sent, seq, ok)
+		}
+	}
+}
+
+func TestUpstreamRejectsBadParams(t *testing.T) {
+	u := newUpstream(1, 10, "per-stream", 10)
+	for _, q := range []string{"rate=-1", "rate=x", "size=99999999", "mode=fast"} {
+		rec := httptest.NewRecorder()
+		u.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?"+q, nil))
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: status %d", q, rec.Code)
+		}
+	}
+}
+
+func TestClientConfigLimits(t *testing.T) {
+	ok := clientConfig{url: "http://127.0.0.1:1/", n: 10, duration: time.Second, proto: "h1",
+		connectTimeout: time.Second, readBuf: 4096, h3PerConn: 100}
+	if err := ok.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*clientConfig){
+		"too many streams": func(c *clientConfig) { c.n = maxStreams + 1 },
+		"too long":         func(c *clientConfig) { c.duration = maxRunDuration + time.Second },
+		"bad proto":        func(c *clientConfig) { c.proto = "spdy" },
+		"h3 without TLS":   func(c *clientConfig) { c.proto = "h3" },
+		"bad url":          func(c *clientConfig) { c.url = "ftp://x" },
+	} {
+		c := ok
+		mut(&c)
+		if c.validate() == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
