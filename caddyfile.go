@@ -2,6 +2,7 @@ package sseproxy
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,6 +36,12 @@ var ownSubdirectives = map[string]bool{
 	"max_event_size":      true,
 	"max_age":             true,
 	"last_event_id_query": true,
+	"share":               true,
+	"share_linger":        true,
+	"replay":              true,
+	"replay_for":          true,
+	"replay_max_bytes":    true,
+	"client_buffer":       true,
 }
 
 // parseCaddyfile sets up the directive:
@@ -54,6 +61,12 @@ var ownSubdirectives = map[string]bool{
 //	    max_event_size <size>
 //	    max_age <duration>
 //	    last_event_id_query <names...>
+//	    share [<key>]
+//	    share_linger <duration>
+//	    replay <count>
+//	    replay_for <duration>
+//	    replay_max_bytes <size>
+//	    client_buffer <size>
 //	    # ...and any reverse_proxy subdirective
 //	}
 //
@@ -297,6 +310,56 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 			return d.Errf("sse_proxy: last_event_id_query needs at least one parameter name")
 		}
 		h.LastEventIDQuery = append(h.LastEventIDQuery, names...)
+
+	case "share":
+		if h.Share == nil {
+			h.Share = new(Share)
+		}
+		args := d.RemainingArgs()
+		if len(args) > 1 {
+			return d.Errf("sse_proxy: share takes at most one argument, a key template (quote it if it has spaces)")
+		}
+		if len(args) == 1 {
+			h.Share.Key = args[0]
+		}
+		return nil
+
+	case "share_linger", "replay_for", "replay", "replay_max_bytes", "client_buffer":
+		if h.Share == nil {
+			h.Share = new(Share)
+		}
+		var v string
+		if !d.AllArgs(&v) {
+			return d.Errf("sse_proxy: %s takes one argument", name)
+		}
+		switch name {
+		case "share_linger", "replay_for":
+			dur, err := positiveDuration(d, name, v, "")
+			if err != nil {
+				return err
+			}
+			if name == "share_linger" {
+				h.Share.Linger = dur
+			} else {
+				h.Share.ReplayFor = dur
+			}
+		case "replay":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("sse_proxy: replay: %q is not a positive number of events", v)
+			}
+			h.Share.Replay = n
+		default:
+			size, err := humanize.ParseBytes(v)
+			if err != nil || size == 0 || size > 1<<30 {
+				return d.Errf("sse_proxy: %s: %q is not a size between 1B and 1GiB", name, v)
+			}
+			if name == "client_buffer" {
+				h.Share.ClientBuffer = int(size)
+			} else {
+				h.Share.ReplayMaxBytes = int(size)
+			}
+		}
 
 	default:
 		return d.Errf("sse_proxy: unrecognized subdirective %q", name)

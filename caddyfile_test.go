@@ -34,6 +34,25 @@ func TestInvalidCaddyfileIsRejected(t *testing.T) {
 		{"auth_header Authorization", "auth_header takes a field and a value"},
 		{"auth_header \"Bad Field\" x", `"Bad Field" is not a header field name`},
 		{"heartbeet 5s", "unrecognized subdirective heartbeet"},
+		{"reconnect 0", `reconnect: "0" must be a positive duration`},
+		{"reconnect -1s", `reconnect: "-1s" must be a positive duration`},
+		{"reconnect soon", `reconnect: "soon" is not a duration`},
+		{"reconnect off 1s", `reconnect: "off" is not a duration`},
+		{"reconnect 1s 2s 3s", "reconnect takes off, or up to two durations"},
+		{"reconnect 2s 1s", `reconnect: the longest wait "1s" is shorter than the first "2s"`},
+		{"reconnect_for 0", `reconnect_for: "0" must be a positive duration`},
+		{"reconnect_for whenever", `reconnect_for: "whenever" is not a duration`},
+		{"reconnect_for", "reconnect_for takes one argument"},
+		{"reconnect_for 10s 20s", "reconnect_for takes one argument"},
+		{"max_event_size 0", `max_event_size: "0" is not a size between 1B and 1GiB`},
+		{"max_event_size lots", `max_event_size: "lots" is not a size between 1B and 1GiB`},
+		{"max_event_size 2GiB", `max_event_size: "2GiB" is not a size between 1B and 1GiB`},
+		{"max_event_size", "max_event_size takes one argument"},
+		{"max_age -1s", `max_age: "-1s" must be a positive duration`},
+		{"max_age 0", `max_age: "0" must be a positive duration`},
+		{"max_age forever", `max_age: "forever" is not a duration`},
+		{"max_age", "max_age takes one argument"},
+		{"last_event_id_query", "last_event_id_query needs at least one parameter name"},
 	} {
 		cf := fmt.Sprintf(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\t%s\n\t}\n}\n", strings.ReplaceAll(tc.block, "\n", "\n\t"))
 		_, _, err := testcaddy.AdaptErr(cf)
@@ -104,6 +123,46 @@ func TestDirectiveExpandsIntoReverseProxy(t *testing.T) {
 	// Ordered before respond (and encode): no global order option needed.
 	if strings.Index(s, `"sse_proxy"`) > strings.Index(s, `"static_response"`) {
 		t.Errorf("sse_proxy sorted after respond:\n%s", s)
+	}
+}
+
+// The good forms of the resilience subdirectives adapt to the JSON that
+// the README shows, and that JSON provisions.
+func TestCaddyfileResilienceSubdirectivesAdaptToJSON(t *testing.T) {
+	for _, tc := range []struct{ block, want string }{
+		{"reconnect 100ms 2s\n\treconnect_for 10s", `"reconnect":{"for":10000000000,"initial_delay":100000000,"max_delay":2000000000}`},
+		{"reconnect 100ms", `"reconnect":{"initial_delay":100000000}`},
+		{"reconnect_for 1m", `"reconnect":{"for":60000000000}`},
+		{"reconnect off", `"reconnect":{"disabled":true}`},
+		{"max_event_size 64KiB", `"max_event_size":65536`},
+		{"max_event_size 1MiB", `"max_event_size":1048576`},
+		{"max_age 1h", `"max_age":3600000000000`},
+		{"last_event_id_query lastEventId", `"last_event_id_query":["lastEventId"]`},
+		{"last_event_id_query lastEventId last-event-id\n\tlast_event_id_query evs_last_id", `"last_event_id_query":["lastEventId","last-event-id","evs_last_id"]`},
+	} {
+		cf := fmt.Sprintf(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\t%s\n\t}\n}\n", strings.ReplaceAll(tc.block, "\n", "\n\t"))
+		out := string(testcaddy.Adapt(t, cf))
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("%q: adapted config lacks %s\n%s", tc.block, tc.want, out)
+		}
+		if err := caddy.Validate(mustConfig(t, out)); err != nil {
+			t.Errorf("%q: the adapted config does not provision: %v", tc.block, err)
+		}
+	}
+}
+
+// `caddy adapt` must fail where `caddy run` would: a first reconnect wait
+// above the default longest wait (5s) with no longest wait given is
+// rejected by Provision, so it must be rejected by the Caddyfile too.
+// A first wait longer than the default longest wait raises the longest
+// wait with it: what adapts also runs.
+func TestCaddyfileReconnectInitialAboveDefaultMaxRuns(t *testing.T) {
+	out, _, err := testcaddy.AdaptErr(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\treconnect 10s\n\t}\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(mustConfig(t, string(out))); err != nil {
+		t.Errorf("reconnect 10s adapts but does not provision: %v", err)
 	}
 }
 

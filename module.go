@@ -20,7 +20,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/sse-proxy/caddy-sse-proxy/buffer"
 	"github.com/sse-proxy/caddy-sse-proxy/proxy"
+	"github.com/sse-proxy/caddy-sse-proxy/share"
 )
 
 func init() {
@@ -91,11 +93,19 @@ type Handler struct {
 	// which wins) and all are removed from the upstream URL.
 	LastEventIDQuery []string `json:"last_event_id_query,omitempty"`
 
-	opts      proxy.Options
-	reconnect *proxy.Reconnect
-	shaper    *proxy.Shaper
-	cors      *proxy.CORS
-	logger    *zap.Logger
+	// Serve identical subscriptions from one upstream stream, with a
+	// replay buffer for clients that resume. Applies to GET requests that
+	// ask for an event stream (Accept: text/event-stream).
+	Share *Share `json:"share,omitempty"`
+
+	opts       proxy.Options
+	sharedOpts proxy.Options // for shared streams: events arrive whole
+	reconnect  *proxy.Reconnect
+	shareCfg   *share.Config
+	server     *caddyhttp.Server
+	shaper     *proxy.Shaper
+	cors       *proxy.CORS
+	logger     *zap.Logger
 }
 
 // CORS is the JSON form of the cross-origin policy.
@@ -113,6 +123,38 @@ type CORS struct {
 	ExposeHeaders []string `json:"expose_headers,omitempty"`
 }
 
+// Share is the JSON form of stream sharing.
+type Share struct {
+	// A placeholder template; requests whose expansions are equal share
+	// one upstream stream. Default: the method, host, path and sorted
+	// query of the upstream request (after token and last_event_id_query
+	// parameters are removed) and the values of every auth header, so that
+	// clients with different credentials never share. With a template,
+	// the upstream request carries the credentials of the client that
+	// started it.
+	Key string `json:"key,omitempty"`
+	// How long a stream with no clients keeps its upstream request, so
+	// that a quick reconnect does not restart it. Default: 5s.
+	Linger caddy.Duration `json:"linger,omitempty"`
+	// Most recent events kept for Last-Event-ID replay. Default: 1000.
+	Replay int `json:"replay,omitempty"`
+	// Oldest event kept for replay. Default: no age limit.
+	ReplayFor caddy.Duration `json:"replay_for,omitempty"`
+	// Bytes kept for replay. Default: 8 MiB.
+	ReplayMaxBytes int `json:"replay_max_bytes,omitempty"`
+	// Bytes queued for one client before it is evicted as too slow (it
+	// resumes from the replay buffer when it comes back). Default: 1 MiB.
+	ClientBuffer int `json:"client_buffer,omitempty"`
+}
+
+// Defaults of stream sharing.
+const (
+	DefaultShareLinger    = 5 * time.Second
+	DefaultReplay         = 1000
+	DefaultReplayMaxBytes = 8 << 20
+	DefaultClientBuffer   = 1 << 20
+)
+
 // Reconnect is the JSON form of the upstream reconnect policy.
 type Reconnect struct {
 	// Turn transparent reconnects off: upstream errors and stream ends
@@ -121,7 +163,7 @@ type Reconnect struct {
 	// First wait before asking the upstream again. Default: 250ms.
 	InitialDelay caddy.Duration `json:"initial_delay,omitempty"`
 	// Longest wait between attempts (the wait doubles up to it, jittered).
-	// Default: 5s.
+	// Default: 5s, or initial_delay when that is longer.
 	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
 	// How long the upstream may stay down before the client's stream is
 	// ended with a jittered retry hint. Default: 30s.
@@ -153,8 +195,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 var (
-	metricsOnce sync.Once
-	metrics     *proxy.Metrics
+	metricsOnce  sync.Once
+	metrics      *proxy.Metrics
+	shareMetrics *share.Metrics
 )
 
 // Provision compiles the configuration and hooks stream shutdown into the
@@ -164,19 +207,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.compile(); err != nil {
 		return err
 	}
-	metricsOnce.Do(func() { metrics = proxy.NewMetrics() })
+	metricsOnce.Do(func() {
+		metrics = proxy.NewMetrics()
+		shareMetrics = share.NewMetrics()
+	})
 	h.opts.Metrics = metrics
+	h.sharedOpts.Metrics = metrics
 	if h.reconnect != nil {
 		h.reconnect.Logger = h.logger
 		h.reconnect.Metrics = metrics
+	}
+	if h.shareCfg != nil {
+		h.shareCfg.Logger = h.logger
+		h.shareCfg.Metrics = shareMetrics
+		h.shareCfg.Reconnect.Logger = h.logger
+		h.shareCfg.Reconnect.Metrics = metrics
 	}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := metrics.Register(reg); err != nil {
 			return fmt.Errorf("sse_proxy: metrics: %v", err)
 		}
+		if err := shareMetrics.Register(reg); err != nil {
+			return fmt.Errorf("sse_proxy: metrics: %v", err)
+		}
 	}
 	h.opts.Streams = new(proxy.Streams)
+	h.sharedOpts.Streams = h.opts.Streams
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil {
+		h.server = srv
 		// Fires on reload and on stop, before Caddy waits for requests to
 		// finish: an endless stream would otherwise hold the old config,
 		// or the process, forever.
@@ -189,8 +247,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// compile turns the JSON config into what streams use; it is shared by
-// Provision and Validate so that both report the same errors.
+// compile turns the JSON config into what streams use, and reports every
+// configuration error.
 func (h *Handler) compile() error {
 	switch {
 	case h.Heartbeat == 0:
@@ -254,6 +312,8 @@ func (h *Handler) compile() error {
 			}
 			if c.MaxDelay > 0 {
 				rc.Max = time.Duration(c.MaxDelay)
+			} else if rc.Initial > rc.Max {
+				rc.Max = rc.Initial // only a first wait, above the default longest
 			}
 			if c.For > 0 {
 				rc.For = time.Duration(c.For)
@@ -268,12 +328,62 @@ func (h *Handler) compile() error {
 			h.opts.MaxEventSize = DefaultMaxEventSize
 		}
 	}
+	h.sharedOpts = h.opts
+	h.sharedOpts.MaxEventSize = 0
+	return h.compileShare()
+}
+
+// compileShare checks the share settings and fills in the defaults.
+func (h *Handler) compileShare() error {
+	h.shareCfg = nil
+	c := h.Share
+	if c == nil {
+		return nil
+	}
+	if c.Linger < 0 || c.ReplayFor < 0 || c.Replay < 0 || c.ReplayMaxBytes < 0 || c.ClientBuffer < 0 {
+		return fmt.Errorf("sse_proxy: share: negative linger, replay, replay_for, replay_max_bytes or client_buffer")
+	}
+	cfg := &share.Config{
+		Linger:       DefaultShareLinger,
+		Replay:       buffer.ReplayLimits{MaxEvents: DefaultReplay, MaxAge: time.Duration(c.ReplayFor), MaxBytes: DefaultReplayMaxBytes},
+		ClientBuffer: DefaultClientBuffer,
+		MaxEventSize: DefaultMaxEventSize,
+	}
+	if c.Linger > 0 {
+		cfg.Linger = time.Duration(c.Linger)
+	}
+	if c.Replay > 0 {
+		cfg.Replay.MaxEvents = c.Replay
+	}
+	if c.ReplayMaxBytes > 0 {
+		cfg.Replay.MaxBytes = c.ReplayMaxBytes
+	}
+	if c.ClientBuffer > 0 {
+		cfg.ClientBuffer = c.ClientBuffer
+	}
+	if h.MaxEventSize > 0 {
+		cfg.MaxEventSize = h.MaxEventSize
+	}
+	// The shared upstream always reconnects: it has no client of its own
+	// to hand a broken stream to. Its clients end with their own hints.
+	rc := &proxy.Reconnect{Initial: DefaultReconnectInitial, Max: DefaultReconnectMax, For: DefaultReconnectFor}
+	if h.reconnect != nil {
+		rc.Initial, rc.Max, rc.For = h.reconnect.Initial, h.reconnect.Max, h.reconnect.For
+	}
+	rc.Hint = func() []byte { return nil }
+	cfg.Reconnect = rc
+	h.shareCfg = cfg
 	return nil
 }
 
-// Validate reports configuration errors; Provision has compiled already.
+// Validate has nothing left to check: Provision compiled the config and
+// reported every error (compiling again here would replace the reconnect
+// and share state that Provision wired to the logger and metrics).
 func (h *Handler) Validate() error {
-	return h.compile()
+	if h.shaper == nil {
+		return fmt.Errorf("sse_proxy: not provisioned")
+	}
+	return nil
 }
 
 // Cleanup ends the streams of this config; they reconnect to the new one.
@@ -324,7 +434,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusUnauthorized, err)
 	}
 
-	sw := proxy.NewWriter(w, &h.opts, origin, cancel)
+	opts := &h.opts
+	shared := h.shareCfg != nil && r.Method == http.MethodGet && proxy.WantsStream(r)
+	if shared {
+		opts = &h.sharedOpts
+	}
+	sw := proxy.NewWriter(w, opts, origin, cancel)
 	defer sw.Close()
 	defer func() {
 		if r.Context().Err() != nil {
@@ -336,6 +451,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			sw.End(h.reconnectHint(), endGrace, proxy.ReasonMaxAge)
 		})
 		defer t.Stop()
+	}
+	if shared {
+		return h.serveShared(ctx, w, sw, up, repl, next)
 	}
 	if h.reconnect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// A GET has no body, so it can be sent again.
@@ -354,6 +472,69 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}()
 	return next.ServeHTTP(sw, up)
+}
+
+// serveShared subscribes the client to the shared stream for its key and
+// relays what the hub queues for it, in batches, from this goroutine: a
+// slow client never holds up the hub or anyone else.
+func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	var key string
+	if h.Share.Key != "" {
+		key = share.CustomKey(repl.ReplaceAll(h.Share.Key, ""))
+	} else {
+		key = share.DefaultKey(up, h.shaper.Owned())
+	}
+	hub, sub := share.Join(key, h.shareCfg, up, next, h.server, up.Header.Get("Last-Event-ID"))
+	defer hub.Leave(sub)
+	select {
+	case <-hub.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	status, header, stream, body, ok := hub.Answer()
+	if !ok {
+		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("sse_proxy: the shared upstream stream ended without an answer"))
+	}
+	for k, v := range header {
+		sw.Header()[k] = v
+	}
+	sw.WriteHeader(status)
+	if !stream {
+		_, err := sw.Write(body)
+		return err
+	}
+	// Eviction cuts a client that stopped reading: its writes fail at once
+	// instead of at the server's write_idle_timeout.
+	rc := http.NewResponseController(w)
+	sub.OnEvict(func() { _ = rc.SetWriteDeadline(time.Now()) })
+	for {
+		select {
+		case <-sub.Signal():
+		case <-ctx.Done():
+			return nil // the client left, or the proxy ended the stream
+		}
+		batch, evicted, closed := sub.Take()
+		if len(batch) > 0 {
+			_, err := sw.Write(batch)
+			sub.Done(batch)
+			if err != nil && !evicted {
+				_, evicted, _ = sub.Take()
+				if !evicted {
+					return nil // the client is gone
+				}
+			}
+		}
+		if evicted {
+			// Close the stream (HTTP/2, HTTP/3) or connection (HTTP/1.1);
+			// the browser resumes from the replay buffer.
+			sw.SetReason(proxy.ReasonEvicted)
+			panic(http.ErrAbortHandler)
+		}
+		if closed {
+			sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
+			return nil
+		}
+	}
 }
 
 // Interface guards

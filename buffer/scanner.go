@@ -66,6 +66,22 @@ func (s state) lineStart() bool {
 // cannot change any event. An event is a block of one or more lines ended
 // by an empty line; empty lines between events complete none.
 func (sc *Scanner) Feed(p []byte) (last, events int) {
+	return sc.feed(p, false)
+}
+
+// NextEvent advances the scanner over p up to the end of the first event
+// that p completes and returns the offset just past it, or -1 when p
+// completes no event (then all of p was consumed). After an event, LastID
+// is the stream's last event id as of that event.
+func (sc *Scanner) NextEvent(p []byte) int {
+	last, events := sc.feed(p, true)
+	if events == 0 {
+		return -1
+	}
+	return last
+}
+
+func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 	last = -1
 	s := sc.s
 	for i := 0; i < len(p); i++ {
@@ -131,6 +147,10 @@ func (sc *Scanner) Feed(p []byte) (last, events int) {
 			last = i + 1
 			events++
 			sc.commit()
+			if stopAtEvent {
+				sc.s = s
+				return last, events
+			}
 		case lineStartCR:
 			if c == '\n' {
 				s = lineStart // the LF of the CRLF that ended a line
@@ -139,6 +159,10 @@ func (sc *Scanner) Feed(p []byte) (last, events int) {
 				last = i + 1
 				events++
 				sc.commit()
+				if stopAtEvent {
+					sc.s = s
+					return last, events
+				}
 			}
 		case atBoundary, atBoundaryCR:
 			// An empty line between events, or the LF of a CRLF that

@@ -242,3 +242,41 @@ func TestOverlongIDIsNotTracked(t *testing.T) {
 		t.Fatalf("LastID %q", got)
 	}
 }
+
+func TestNextEventSplitsEventsForEveryCut(t *testing.T) {
+	// An event ends at the CR of its last CRLF (the LF may not have
+	// arrived yet); that LF then leads the next event, where a parser reads
+	// it as an empty line that dispatches nothing.
+	stream := "id: 1\ndata: a\n\n\ndata: b\r\n\r\nid: 3\rdata: c\r\rdata: open"
+	want := []struct{ event, id string }{
+		{"id: 1\ndata: a\n\n", "1"}, {"\ndata: b\r\n\r", "1"}, {"\nid: 3\rdata: c\r\r", "3"},
+	}
+	for cut := 0; cut <= len(stream); cut++ {
+		var sc Scanner
+		var got []string
+		var gotIDs []string
+		var cur []byte
+		for _, chunk := range []string{stream[:cut], stream[cut:]} {
+			p := []byte(chunk)
+			for len(p) > 0 {
+				i := sc.NextEvent(p)
+				if i < 0 {
+					cur = append(cur, p...)
+					break
+				}
+				got = append(got, string(append(cur, p[:i]...)))
+				id, _ := sc.LastID()
+				gotIDs = append(gotIDs, string(id))
+				cur, p = nil, p[i:]
+			}
+		}
+		if len(got) != len(want) || string(cur) != "data: open" {
+			t.Fatalf("cut %d: events %q, rest %q", cut, got, cur)
+		}
+		for i := range want {
+			if got[i] != want[i].event || gotIDs[i] != want[i].id {
+				t.Fatalf("cut %d: event %d = %q id %q, want %q id %q", cut, i, got[i], gotIDs[i], want[i].event, want[i].id)
+			}
+		}
+	}
+}

@@ -130,6 +130,9 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 	return out, nil
 }
 
+// Owned returns the canonical names of the header fields the proxy sets.
+func (s *Shaper) Owned() []string { return s.owned }
+
 // StripQuery removes every parameter named in names from a raw query,
 // leaving the other parameters byte for byte as they were.
 func StripQuery(rawQuery string, names []string) string {

@@ -73,6 +73,7 @@ const (
 	ReasonEventCut      = "event_cut"      // the upstream broke inside an event too big to hold
 	ReasonMaxAge        = "max_age"        // the stream reached max_age
 	ReasonShutdown      = "shutdown"       // reload or stop
+	ReasonEvicted       = "evicted"        // a shared stream's client was too slow
 	reasonDefault       = ReasonUpstreamEnded
 )
 

@@ -94,7 +94,7 @@ func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, nex
 		w.CommitStream() // 200 text/event-stream, if no answer was sent yet
 		if !w.Restart() {
 			w.Abort(ReasonEventCut)
-			rc.log(zap.WarnLevel, "upstream broke inside an event too large to hold; ending the stream")
+			rc.log(zap.WarnLevel, "upstream broke where the stream cannot be resumed (inside an event too large to hold, or a compressed stream); ending it")
 			return nil
 		}
 		now := time.Now()

@@ -1,0 +1,280 @@
+package sseproxy_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
+)
+
+// broadcaster is a shared-friendly upstream: it counts requests and
+// cancellations and sends numbered events (honouring Last-Event-ID) of
+// size bytes every interval.
+type broadcaster struct {
+	reqs, gone atomic.Int32
+	interval   time.Duration
+	size       int
+}
+
+func (b *broadcaster) handler(w http.ResponseWriter, r *http.Request) {
+	b.reqs.Add(1)
+	defer b.gone.Add(1)
+	n, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
+	sseHeaders(w)
+	pad := strings.Repeat("x", b.size)
+	tick := time.NewTicker(b.interval)
+	defer tick.Stop()
+	for {
+		n++
+		write(w, fmt.Sprintf("id: %d\ndata: %d\ndata: %s\n\n", n, n, pad))
+		select {
+		case <-tick.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// seq returns the event numbers a client got, checking they are
+// consecutive (the first may be any: a client joins live).
+func seq(t *testing.T, b []byte) []int {
+	t.Helper()
+	events, _, _ := testcaddy.ParseEvents(b)
+	var out []int
+	for _, e := range events {
+		n, err := strconv.Atoi(strings.SplitN(e.Data, "\n", 2)[0])
+		if err != nil || e.ID != strconv.Itoa(n) {
+			t.Fatalf("bad event %+v", e)
+		}
+		if len(out) > 0 && n != out[len(out)-1]+1 {
+			t.Fatalf("event %d after %d: lost or repeated", n, out[len(out)-1])
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func waitSeq(t *testing.T, s *testcaddy.Stream, n int) {
+	t.Helper()
+	if !s.Wait(wait, func(b []byte, _ error) bool {
+		events, _, _ := testcaddy.ParseEvents(b)
+		return len(events) >= n
+	}) {
+		t.Fatalf("fewer than %d events: %q (end %v)", n, s.Bytes(), s.Err())
+	}
+}
+
+var sseAccept = http.Header{"Accept": {"text/event-stream"}}
+
+func TestHundredClientsShareOneUpstreamRequest(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 20 * time.Millisecond}
+	up := newUpstream(t, b.handler)
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n}")
+	c := testcaddy.Client(t, testcaddy.H2)
+	var streams []*testcaddy.Stream
+	for i := 0; i < 100; i++ {
+		streams = append(streams, testcaddy.Open(t, c, base+"/prices?b=2&a=1", sseAccept))
+	}
+	for _, s := range streams {
+		waitSeq(t, s, 5)
+		seq(t, s.Bytes())
+		if s.Resp.StatusCode != 200 || s.Resp.Header.Get("X-Accel-Buffering") != "no" {
+			t.Fatalf("joining client got %d %v", s.Resp.StatusCode, s.Resp.Header)
+		}
+	}
+	// Query order does not split a stream.
+	s := testcaddy.Open(t, c, base+"/prices?a=1&b=2", sseAccept)
+	waitSeq(t, s, 2)
+	if n := b.reqs.Load(); n != 1 {
+		t.Errorf("upstream got %d requests for 101 clients, want 1", n)
+	}
+	// A different path is a different stream.
+	s = testcaddy.Open(t, c, base+"/scores", sseAccept)
+	waitSeq(t, s, 1)
+	if n := b.reqs.Load(); n != 2 {
+		t.Errorf("upstream got %d requests, want 2", n)
+	}
+}
+
+func TestClientsWithDifferentCredentialsNeverShare(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("Authorization")]++
+		mu.Unlock()
+		sseHeaders(w)
+		for {
+			write(w, "data: for "+r.Header.Get("Authorization")+"\n\n")
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n\tauth_header Authorization \"Bearer {cookie.session}\"\n}")
+	c := testcaddy.Client(t, testcaddy.H2)
+	for _, user := range []string{"alice", "bob", "alice", "bob", "carol"} {
+		s := testcaddy.Open(t, c, base+"/events", http.Header{"Accept": {"text/event-stream"}, "Cookie": {"session=" + user}})
+		s.WaitFor(t, "data: for Bearer "+user+"\n\n", wait)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 || seen["Bearer alice"] != 1 || seen["Bearer bob"] != 1 || seen["Bearer carol"] != 1 {
+		t.Errorf("upstream requests by credential: %v; want one each for alice, bob and carol", seen)
+	}
+}
+
+func TestReconnectingClientGetsExactlyTheMissedEvents(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 20 * time.Millisecond}
+	up := newUpstream(t, b.handler)
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n}")
+	c := testcaddy.Client(t, testcaddy.H2)
+	keep := testcaddy.Open(t, c, base+"/events", sseAccept) // keeps the stream going
+	first := testcaddy.Open(t, c, base+"/events", sseAccept)
+	waitSeq(t, first, 5)
+	got := seq(t, first.Bytes())
+	first.Close()
+	last := got[len(got)-1]
+	waitSeq(t, keep, len(seq(t, keep.Bytes()))+10) // events go by meanwhile
+
+	again := testcaddy.Open(t, c, base+"/events", http.Header{"Accept": {"text/event-stream"}, "Last-Event-ID": {strconv.Itoa(last)}})
+	waitSeq(t, again, 15)
+	resumed := seq(t, again.Bytes())
+	if resumed[0] != last+1 {
+		t.Errorf("resumed at %d after %d: want exactly the missed events", resumed[0], last)
+	}
+	// An unknown id joins live.
+	unknown := testcaddy.Open(t, c, base+"/events", http.Header{"Accept": {"text/event-stream"}, "Last-Event-ID": {"nope"}})
+	waitSeq(t, unknown, 2)
+	if n := b.reqs.Load(); n != 1 {
+		t.Errorf("upstream got %d requests, want 1", n)
+	}
+}
+
+func TestLastClientLeavingCancelsUpstreamAfterLinger(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 20 * time.Millisecond}
+	up := newUpstream(t, b.handler)
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 500ms\n}")
+	c := testcaddy.Client(t, testcaddy.H2)
+	s := testcaddy.Open(t, c, base+"/events", sseAccept)
+	waitSeq(t, s, 2)
+	s.Close()
+	// A quick reconnect, within the linger, gets the same upstream stream.
+	time.Sleep(100 * time.Millisecond)
+	s = testcaddy.Open(t, c, base+"/events", sseAccept)
+	waitSeq(t, s, 2)
+	if n := b.reqs.Load(); n != 1 {
+		t.Fatalf("upstream got %d requests, want 1", n)
+	}
+	s.Close()
+	left := time.Now()
+	for b.gone.Load() == 0 {
+		if time.Since(left) > wait {
+			t.Fatal("upstream request not cancelled after the last client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if took := time.Since(left); took < 400*time.Millisecond {
+		t.Errorf("upstream cancelled %v after the last client left, before the 500ms linger", took)
+	}
+}
+
+func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 5 * time.Millisecond, size: 16 << 10}
+	up := newUpstream(t, b.handler)
+	port, mport := testcaddy.FreePort(t), testcaddy.FreePort(t)
+	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n\tsse_proxy %s {\n\t\tshare\n\t\tshare_linger 200ms\n\t\tclient_buffer 256KiB\n\t}\n}\nhttp://localhost:%d {\n\tmetrics\n}\n",
+		testcaddy.GlobalOptions, port, up.addr(), mport))
+	addr := fmt.Sprintf("localhost:%d", port)
+	fast := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), "https://"+addr+"/events", sseAccept)
+	waitSeq(t, fast, 2)
+
+	// The stalled client: HTTP/1.1 on a raw connection with a small
+	// receive buffer, which sends its request and never reads again.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetReadBuffer(4 << 10)
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
+
+	// It is evicted, and the fast client is then the only subscriber.
+	metric := func() string {
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	deadline := time.Now().Add(wait)
+	for m := metric(); !strings.Contains(m, "caddy_sse_proxy_slow_client_evictions_total 1") ||
+		!strings.Contains(m, "caddy_sse_proxy_shared_subscribers 1"); m = metric() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stalled client not evicted within %v", wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Meanwhile, and after, the fast client gets every event, in order.
+	start := len(seq(t, fast.Bytes()))
+	waitSeq(t, fast, start+100)
+	seq(t, fast.Bytes())
+	if n := b.reqs.Load(); n != 1 {
+		t.Errorf("upstream got %d requests, want 1", n)
+	}
+}
+
+func TestReloadKeepsTheSharedUpstreamStream(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 20 * time.Millisecond}
+	up := newUpstream(t, b.handler)
+	port := testcaddy.FreePort(t)
+	config := func(retry string) string {
+		return fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n\tsse_proxy %s {\n\t\tshare\n\t\tretry %s\n\t}\n}\n",
+			testcaddy.GlobalOptions, port, up.addr(), retry)
+	}
+	testcaddy.Start(t, config("1s"))
+	url := fmt.Sprintf("https://localhost:%d/events", port)
+	c := testcaddy.Client(t, testcaddy.H2)
+	s := testcaddy.Open(t, c, url, sseAccept)
+	waitSeq(t, s, 5)
+
+	testcaddy.Reload(t, config("2s"))
+	s.WaitEnd(t, wait) // the reload ends the client's stream, with a retry hint
+	got := seq(t, s.Bytes())
+	last := got[len(got)-1]
+
+	// The browser comes back with Last-Event-ID to the new config, and
+	// the same upstream stream's replay buffer.
+	again := testcaddy.Open(t, c, url, http.Header{"Accept": {"text/event-stream"}, "Last-Event-ID": {strconv.Itoa(last)}})
+	waitSeq(t, again, 5)
+	if resumed := seq(t, again.Bytes()); resumed[0] != last+1 {
+		t.Errorf("resumed at %d after %d", resumed[0], last)
+	}
+	if !strings.HasPrefix(string(again.Bytes()), "retry: 2000\n\n") {
+		t.Errorf("not served by the new config: %q", again.Bytes()[:20])
+	}
+	if n := b.reqs.Load(); n != 1 {
+		t.Errorf("upstream got %d requests across the reload, want 1", n)
+	}
+}
