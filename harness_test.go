@@ -53,20 +53,8 @@ func startSite(t *testing.T, directives string) string {
 	return fmt.Sprintf("https://localhost:%d", port)
 }
 
-// sseHeaders writes the headers a typical Express SSE backend sends.
-func sseHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("Keep-Alive", "timeout=5")
-	h.Set("Access-Control-Allow-Origin", "*")
-	w.WriteHeader(http.StatusOK)
-	w.(http.Flusher).Flush()
-}
-
-// write writes s and flushes, as a legacy backend does per event.
-func write(w http.ResponseWriter, s string) {
-	_, _ = w.Write([]byte(s))
-	w.(http.Flusher).Flush()
-}
+// sseHeaders and write are a legacy backend's header and per-event write.
+var (
+	sseHeaders = testcaddy.LegacyHeaders
+	write      = testcaddy.Send
+)

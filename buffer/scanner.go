@@ -138,7 +138,12 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 			sc.setPending()
 		}
 		switch s {
-		case lineStart:
+		case lineStart, lineStartCR:
+			if s == lineStartCR && c == '\n' {
+				s = lineStart // the LF of the CRLF that ended a line
+				break
+			}
+			// The empty line that ends an event.
 			if c == '\n' {
 				s = atBoundary
 			} else {
@@ -150,19 +155,6 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 			if stopAtEvent {
 				sc.s = s
 				return last, events
-			}
-		case lineStartCR:
-			if c == '\n' {
-				s = lineStart // the LF of the CRLF that ended a line
-			} else {
-				s = atBoundaryCR
-				last = i + 1
-				events++
-				sc.commit()
-				if stopAtEvent {
-					sc.s = s
-					return last, events
-				}
 			}
 		case atBoundary, atBoundaryCR:
 			// An empty line between events, or the LF of a CRLF that

@@ -56,25 +56,11 @@ func (u *upstream) requests() []request {
 // addr is the upstream's host:port.
 func (u *upstream) addr() string { return strings.TrimPrefix(u.URL, "http://") }
 
-// startHeaders answers with the headers of a typical legacy (Express) SSE
-// backend, HTTP/1.1 connection fields and a wildcard CORS policy included,
-// and sends them.
-func startHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("Keep-Alive", "timeout=5")
-	h.Set("Access-Control-Allow-Origin", "*")
-	w.WriteHeader(http.StatusOK)
-	w.(http.Flusher).Flush()
-}
-
-// send writes s and flushes, as a legacy backend does per event.
-func send(w http.ResponseWriter, s string) {
-	_, _ = w.Write([]byte(s))
-	w.(http.Flusher).Flush()
-}
+// startHeaders and send are a legacy backend's header and per-event write.
+var (
+	startHeaders = testcaddy.LegacyHeaders
+	send         = testcaddy.Send
+)
 
 // sites are the origins of one test Caddy, all on localhost (one site, in
 // the cookie sense), each on its own port.

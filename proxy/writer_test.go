@@ -473,10 +473,16 @@ func BenchmarkRelayPlain(b *testing.B) {
 }
 
 // BenchmarkRelaySSEProxy is the same through the stream writer, with
-// heartbeats on and the reverse_proxy flush after each write.
+// heartbeats on and the reverse_proxy flush after each write; "hold" is the
+// default with reconnect on (events held until complete).
 func BenchmarkRelaySSEProxy(b *testing.B) {
+	b.Run("stream", func(b *testing.B) { benchRelay(b, 0) })
+	b.Run("hold", func(b *testing.B) { benchRelay(b, 1<<20) })
+}
+
+func benchRelay(b *testing.B, maxEvent int) {
 	rw := &nopWriter{h: http.Header{"Content-Type": {"text/event-stream"}}}
-	w := NewWriter(rw, &Options{Heartbeat: 15 * time.Second, Metrics: NewMetrics()}, "", func() {})
+	w := NewWriter(rw, &Options{Heartbeat: 15 * time.Second, Metrics: NewMetrics(), MaxEventSize: maxEvent}, "", func() {})
 	w.WriteHeader(http.StatusOK)
 	defer w.Close()
 	b.ReportAllocs()
