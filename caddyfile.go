@@ -175,7 +175,7 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		}
 		if v == "off" {
 			h.Heartbeat = -1
-			return nil
+			break
 		}
 		dur, err := positiveDuration(d, name, v, ` (use "heartbeat off" to disable heartbeats)`)
 		if err != nil {
@@ -273,7 +273,6 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 				return d.Errf("sse_proxy: reconnect: the longest wait %q is shorter than the first %q", args[1], args[0])
 			}
 		}
-		return nil
 
 	case "reconnect_for", "max_age":
 		var v string
@@ -286,7 +285,7 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		}
 		if name == "max_age" {
 			h.MaxAge = dur
-			return nil
+			break
 		}
 		if h.Reconnect == nil {
 			h.Reconnect = new(Reconnect)
@@ -322,7 +321,6 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		if len(args) == 1 {
 			h.Share.Key = args[0]
 		}
-		return nil
 
 	case "share_linger", "replay_for", "replay", "replay_max_bytes", "client_buffer":
 		if h.Share == nil {
@@ -366,6 +364,9 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 	}
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("sse_proxy: %s takes no block", name)
 	}
 	return nil
 }

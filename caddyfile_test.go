@@ -18,6 +18,9 @@ import (
 // subdirective and the value.
 func TestInvalidCaddyfileIsRejected(t *testing.T) {
 	for _, tc := range []struct{ block, want string }{
+		{"heartbeat 5s {\n\t\tbogus x\n\t}", "heartbeat takes no block"},
+		{"share {\n\t\tbogus x\n\t}", "share takes no block"},
+		{"replay 5 {\n\t\tbogus\n\t}", "replay takes no block"},
 		{"heartbeat 0", `heartbeat: "0" must be a positive duration`},
 		{"heartbeat -5s", `heartbeat: "-5s" must be a positive duration`},
 		{"heartbeat soon", `heartbeat: "soon" is not a duration`},
@@ -53,6 +56,30 @@ func TestInvalidCaddyfileIsRejected(t *testing.T) {
 		{"max_age forever", `max_age: "forever" is not a duration`},
 		{"max_age", "max_age takes one argument"},
 		{"last_event_id_query", "last_event_id_query needs at least one parameter name"},
+		{"share a b", "share takes at most one argument"},
+		{"share_linger 0", `share_linger: "0" must be a positive duration`},
+		{"share_linger -5s", `share_linger: "-5s" must be a positive duration`},
+		{"share_linger awhile", `share_linger: "awhile" is not a duration`},
+		{"share_linger", "share_linger takes one argument"},
+		{"replay 0", `replay: "0" is not a positive number of events`},
+		{"replay -1", `replay: "-1" is not a positive number of events`},
+		{"replay many", `replay: "many" is not a positive number of events`},
+		{"replay 1.5", `replay: "1.5" is not a positive number of events`},
+		{"replay", "replay takes one argument"},
+		{"replay 10 20", "replay takes one argument"},
+		{"replay_for -1s", `replay_for: "-1s" must be a positive duration`},
+		{"replay_for 0", `replay_for: "0" must be a positive duration`},
+		{"replay_for ages", `replay_for: "ages" is not a duration`},
+		{"replay_for", "replay_for takes one argument"},
+		{"replay_max_bytes 0", `replay_max_bytes: "0" is not a size between 1B and 1GiB`},
+		{"replay_max_bytes 2GiB", `replay_max_bytes: "2GiB" is not a size between 1B and 1GiB`},
+		{"replay_max_bytes plenty", `replay_max_bytes: "plenty" is not a size between 1B and 1GiB`},
+		{"replay_max_bytes", "replay_max_bytes takes one argument"},
+		{"client_buffer 0", `client_buffer: "0" is not a size between 1B and 1GiB`},
+		{"client_buffer huge", `client_buffer: "huge" is not a size between 1B and 1GiB`},
+		{"client_buffer 2GiB", `client_buffer: "2GiB" is not a size between 1B and 1GiB`},
+		{"client_buffer", "client_buffer takes one argument"},
+		{"client_buffer 1MiB 2MiB", "client_buffer takes one argument"},
 	} {
 		cf := fmt.Sprintf(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\t%s\n\t}\n}\n", strings.ReplaceAll(tc.block, "\n", "\n\t"))
 		_, _, err := testcaddy.AdaptErr(cf)
@@ -70,6 +97,11 @@ func TestInvalidJSONIsRejected(t *testing.T) {
 		{`"cors": {"origins": ["*"], "credentials": true}`, `"*" cannot be combined with credentials`},
 		{`"cors": {"origins": ["ftp//x"]}`, `origin "ftp//x"`},
 		{`"auth_headers": [{"field": "Authorization"}]`, "auth_header Authorization: a value is required"},
+		{`"share": {"linger": -1000000000}`, "share: negative"},
+		{`"share": {"replay": -1}`, "share: negative"},
+		{`"share": {"replay_for": "-1m"}`, "share: negative"},
+		{`"share": {"replay_max_bytes": -1}`, "share: negative"},
+		{`"share": {"client_buffer": -1}`, "share: negative"},
 	} {
 		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"sse_proxy",%s}]}]}}}}}`, tc.handler)
 		err := caddy.Validate(mustConfig(t, cfg))
@@ -148,6 +180,40 @@ func TestCaddyfileResilienceSubdirectivesAdaptToJSON(t *testing.T) {
 		if err := caddy.Validate(mustConfig(t, out)); err != nil {
 			t.Errorf("%q: the adapted config does not provision: %v", tc.block, err)
 		}
+	}
+}
+
+// The good forms of the share subdirectives adapt to the JSON that the
+// README shows, and that JSON provisions. Any of them turns sharing on.
+func TestCaddyfileShareSubdirectivesAdaptToJSON(t *testing.T) {
+	for _, tc := range []struct{ block, want string }{
+		{"share", `"share":{}`},
+		{"share {http.request.uri.path}", `"share":{"key":"{http.request.uri.path}"}`},
+		{"share {path}", `"share":{"key":"{http.request.uri.path}"}`},
+		{`share "{http.request.host} {http.request.uri.path}"`, `"share":{"key":"{http.request.host} {http.request.uri.path}"}`},
+		{"share_linger 10s", `"share":{"linger":10000000000}`},
+		{"replay 50", `"share":{"replay":50}`},
+		{"replay_for 1m", `"share":{"replay_for":60000000000}`},
+		{"replay_max_bytes 1MiB", `"share":{"replay_max_bytes":1048576}`},
+		{"client_buffer 64KiB", `"share":{"client_buffer":65536}`},
+		{"share\n\tshare_linger 10s\n\treplay 50\n\treplay_for 1m\n\tclient_buffer 64KiB\n\treplay_max_bytes 1MiB",
+			`"share":{"client_buffer":65536,"linger":10000000000,"replay":50,"replay_for":60000000000,"replay_max_bytes":1048576}`},
+		{"replay 50\n\tshare {http.request.uri.path}", `"share":{"key":"{http.request.uri.path}","replay":50}`},
+		{"share\n\theader_up Authorization \"Bearer {env.SERVICE_TOKEN}\"", `"share":{}`},
+	} {
+		cf := fmt.Sprintf(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\t%s\n\t}\n}\n", strings.ReplaceAll(tc.block, "\n", "\n\t"))
+		out := string(testcaddy.Adapt(t, cf))
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("%q: adapted config lacks %s\n%s", tc.block, tc.want, out)
+		}
+		if err := caddy.Validate(mustConfig(t, out)); err != nil {
+			t.Errorf("%q: the adapted config does not provision: %v", tc.block, err)
+		}
+	}
+	// Without any share subdirective there is no sharing.
+	out := string(testcaddy.Adapt(t, ":8080 {\n\tsse_proxy 127.0.0.1:9\n}\n"))
+	if strings.Contains(out, `"share"`) {
+		t.Errorf("share set without a share subdirective:\n%s", out)
 	}
 }
 

@@ -1,6 +1,7 @@
 package sseproxy_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -134,6 +135,37 @@ func TestClientsWithDifferentCredentialsNeverShare(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 3 || seen["Bearer alice"] != 1 || seen["Bearer bob"] != 1 || seen["Bearer carol"] != 1 {
 		t.Errorf("upstream requests by credential: %v; want one each for alice, bob and carol", seen)
+	}
+}
+
+// Without auth_header, the client's own cookie still keeps users apart: a
+// backend that reads the session cookie makes each user's stream.
+func TestClientsOwnCookiesKeepUsersApart(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	var n atomic.Int32
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		sseHeaders(w)
+		for {
+			write(w, "data: for "+r.Header.Get("Cookie")+"\n\n")
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n}")
+	c := testcaddy.Client(t, testcaddy.H2)
+	for _, user := range []string{"alice", "bob", "alice"} {
+		s := testcaddy.Open(t, c, base+"/events", http.Header{"Accept": {"text/event-stream"}, "Cookie": {"session=" + user}})
+		s.WaitFor(t, "data: for session="+user+"\n\n", wait)
+		if bytes.Contains(s.Bytes(), []byte("data: for session="+map[string]string{"alice": "bob", "bob": "alice"}[user])) {
+			t.Fatalf("%s got another user's stream: %q", user, s.Bytes())
+		}
+	}
+	if got := n.Load(); got != 2 {
+		t.Errorf("upstream got %d requests, want 2 (alice's shared by her two clients, and bob's)", got)
 	}
 }
 

@@ -23,8 +23,10 @@ func TestDefaultKey(t *testing.T) {
 		"last event id": {key("/s?a=1&b=2", "Authorization", "Bearer x", "Last-Event-ID", "9"), true},
 		"credentials":   {key("/s?a=1&b=2", "Authorization", "Bearer y"), false},
 		"no credential": {key("/s?a=1&b=2"), false},
-		"path":          {key("/t?a=1&b=2", "Authorization", "Bearer x"), false},
-		"query value":   {key("/s?a=1&b=3", "Authorization", "Bearer x"), false},
+		// The client's own credentials count too, owned by the proxy or not.
+		"cookie":      {key("/s?a=1&b=2", "Authorization", "Bearer x", "Cookie", "session=u1"), false},
+		"path":        {key("/t?a=1&b=2", "Authorization", "Bearer x"), false},
+		"query value": {key("/s?a=1&b=3", "Authorization", "Bearer x"), false},
 	} {
 		if (tc.other == base) != tc.same {
 			t.Errorf("%s: same key = %v, want %v", name, tc.other == base, tc.same)
@@ -32,5 +34,19 @@ func TestDefaultKey(t *testing.T) {
 	}
 	if CustomKey("/room/1") == CustomKey("/room/2") || CustomKey("x") == base {
 		t.Error("custom keys collide")
+	}
+}
+
+func TestDefaultKeyCountsTheClientsOwnCredentials(t *testing.T) {
+	key := func(cookie string) string {
+		r := httptest.NewRequest("GET", "/s", nil)
+		r.Header.Set("Cookie", cookie)
+		return DefaultKey(r, nil)
+	}
+	if key("session=alice") == key("session=bob") {
+		t.Error("clients with different cookies share a stream")
+	}
+	if key("session=alice") != key("session=alice") {
+		t.Error("the same client does not share its own stream")
 	}
 }
