@@ -28,7 +28,7 @@ func (w *Writer) tick() {
 		return
 	}
 	if idle := now.Sub(w.last); idle < hb {
-		w.timer.Reset(hb - idle)
+		w.timer.Reset(heartbeatDelay(now, hb-idle, hb))
 		return
 	}
 	if w.clientAtBoundary() {
@@ -54,5 +54,23 @@ func (w *Writer) tick() {
 	}
 	// Mid-event the stream cannot take a heartbeat; look again after an
 	// interval (the upstream is expected to finish its event by then).
-	w.timer.Reset(hb)
+	w.timer.Reset(heartbeatDelay(now, hb, hb))
+}
+
+// heartbeatDelay returns d rounded up so that the timer fires on a grid
+// that all streams share (a sixteenth of the interval, at most a second).
+// Idle streams then send their heartbeats in bursts: the timers of a burst
+// fire together, and Go's HTTP/2 server, which flushes a connection when
+// its queue of frames runs empty, sends the heartbeats of all the streams
+// on a connection in one write instead of one write each. A heartbeat goes
+// out at most a grid step after the interval.
+func heartbeatDelay(now time.Time, d, interval time.Duration) time.Duration {
+	grid := min(interval/16, time.Second)
+	if grid <= 0 {
+		return d
+	}
+	at := now.Add(d).UnixNano()
+	g := int64(grid)
+	at = (at + g - 1) / g * g
+	return time.Duration(at - now.UnixNano())
 }

@@ -149,7 +149,7 @@ func (w *Writer) writeHeader(code int) {
 		w.opts.Metrics.streamOpened()
 	}
 	if !w.encoded && w.opts.Heartbeat > 0 {
-		w.timer = time.AfterFunc(w.opts.Heartbeat, w.tick)
+		w.timer = time.AfterFunc(heartbeatDelay(w.last, w.opts.Heartbeat, w.opts.Heartbeat), w.tick)
 	}
 	if w.opts.Streams != nil {
 		if ok, hint := w.opts.Streams.add(w); !ok {

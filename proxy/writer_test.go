@@ -492,3 +492,21 @@ func benchRelay(b *testing.B, maxEvent int) {
 		w.FlushError()
 	}
 }
+
+func TestHeartbeatDelayIsAlignedAndNeverEarly(t *testing.T) {
+	now := time.Unix(1000, 123456789)
+	for _, d := range []time.Duration{time.Millisecond, 15 * time.Second, 14*time.Second + 1} {
+		got := heartbeatDelay(now, d, 15*time.Second)
+		at := now.Add(got)
+		const grid = 15 * time.Second / 16
+		if got < d || got >= d+grid {
+			t.Errorf("delay %v for %v: want at least %v, less than a grid step more", got, d, d)
+		}
+		if at.UnixNano()%int64(grid) != 0 {
+			t.Errorf("fires at %v, not on the %v grid", at, grid)
+		}
+	}
+	if got := heartbeatDelay(now, 50*time.Millisecond, 50*time.Millisecond); got < 50*time.Millisecond || got > 54*time.Millisecond {
+		t.Errorf("short interval: delay %v", got)
+	}
+}

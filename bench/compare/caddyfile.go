@@ -30,7 +30,10 @@ func handlerBlock(subject string, upstream string) string {
 		return "reverse_proxy " + upstream
 	case "sse_proxy":
 		return "sse_proxy " + upstream + " {\n\t\theartbeat 15s\n\t}"
-	// Later: case "sse_proxy_shared": the same with the `share` subdirective.
+	case "sse_proxy_share":
+		// The default key (method, host, path, query, auth headers): every
+		// client of a scenario asks for the same URL, so all share one stream.
+		return "sse_proxy " + upstream + " {\n\t\theartbeat 15s\n\t\tshare\n\t}"
 	default:
 		panic("no Caddy config for subject " + subject)
 	}
@@ -120,4 +123,48 @@ func freePorts(n int) ([]int, error) {
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
 	return ports, nil
+}
+
+// nginxConfig renders an nginx config for SSE proxying as commonly
+// recommended: one process (daemon off, master_process off), HTTP/1.1 on
+// 127.0.0.1:port, proxy_buffering off, HTTP/1.1 upstream keep-alive with an
+// empty Connection header, long read timeout. Paths live under prefix.
+func nginxConfig(prefix string, port int, upstream string) string {
+	return fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log warn;
+
+events {
+	worker_connections 20000;
+}
+
+http {
+	access_log off;
+	client_body_temp_path %[1]s/tmp/body;
+	proxy_temp_path %[1]s/tmp/proxy;
+	fastcgi_temp_path %[1]s/tmp/fastcgi;
+	uwsgi_temp_path %[1]s/tmp/uwsgi;
+	scgi_temp_path %[1]s/tmp/scgi;
+
+	upstream sse {
+		server %[3]s;
+		keepalive 32;
+	}
+
+	server {
+		listen 127.0.0.1:%[2]d;
+		location / {
+			proxy_pass http://sse;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+			proxy_cache off;
+			proxy_read_timeout 1h;
+		}
+	}
+}
+`, prefix, port, upstream)
 }

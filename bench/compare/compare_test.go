@@ -9,14 +9,28 @@ func TestCaddyfileSites(t *testing.T) {
 	cf := caddyfile([]site{
 		{subject: "reverse_proxy", proto: "h1", port: 1001},
 		{subject: "sse_proxy", proto: "h2", port: 1002},
+		{subject: "sse_proxy_share", proto: "h1", port: 1003},
 	}, "127.0.0.1:9000", "/c.pem", "/k.pem")
 	for _, want := range []string{
 		"admin off",
 		"http://127.0.0.1:1001 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}",
 		"https://127.0.0.1:1002 {\n\tbind 127.0.0.1\n\ttls /c.pem /k.pem\n\tsse_proxy 127.0.0.1:9000 {\n\t\theartbeat 15s\n\t}\n}",
+		"http://127.0.0.1:1003 {\n\tbind 127.0.0.1\n\tsse_proxy 127.0.0.1:9000 {\n\t\theartbeat 15s\n\t\tshare\n\t}\n}",
 	} {
 		if !strings.Contains(cf, want) {
 			t.Errorf("Caddyfile lacks %q:\n%s", want, cf)
+		}
+	}
+}
+
+func TestNginxConfig(t *testing.T) {
+	conf := nginxConfig("/tmp/x/nginx", 1004, "127.0.0.1:9000")
+	for _, want := range []string{
+		"master_process off;", "daemon off;", "listen 127.0.0.1:1004;", "server 127.0.0.1:9000;",
+		"proxy_buffering off;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`,
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nginx config lacks %q:\n%s", want, conf)
 		}
 	}
 }
@@ -79,9 +93,19 @@ func TestBudgetVerdicts(t *testing.T) {
 		mk("broadcast-h1", "reverse_proxy", 0, 1.0, 1), mk("broadcast-h1", "sse_proxy", 0, 1.2, 1),
 		mk("broadcast-h2", "reverse_proxy", 0, 1.0, 1), mk("broadcast-h2", "sse_proxy", 0, 1.05, 1),
 		mk("idle", "reverse_proxy", 0, 0, 50), mk("idle", "sse_proxy", 0, 0, 54),
+		mk("idle", "sse_proxy_share", 0, 0, 12), mk("idle", "nginx", 0, 0, 14),
+		mk("broadcast-h1", "sse_proxy_share", 0, 0.5, 1), mk("broadcast-h1", "nginx", 0, 0.4, 1),
+		mk("shared-h2-many", "sse_proxy_share", 0, 1, 1),
+		mk("idle-cpu-h2", "sse_proxy", 0, 1, 1),
 	}}
+	one := 1
+	res.Runs[len(res.Runs)-2].Report.UpstreamStreams = &one
+	res.Runs[len(res.Runs)-1].Report.Process.CPUPercent = 4.2
 	res.evaluate(scenarios(false))
-	want := []string{"PASS", "FAIL", "PASS", "PASS"}
+	want := []string{"PASS", "FAIL", "PASS", "PASS", "PASS", "FAIL", "PASS", "PASS"}
+	if len(res.Budgets) != len(want) {
+		t.Fatalf("%d budgets, want %d: %+v", len(res.Budgets), len(want), res.Budgets)
+	}
 	for i, b := range res.Budgets {
 		if b.Result != want[i] {
 			t.Errorf("%s: %s, want %s", b.Name, b.Result, want[i])
@@ -92,5 +116,38 @@ func TestBudgetVerdicts(t *testing.T) {
 	}
 	if md := res.markdown(); !strings.Contains(md, "**FAIL**") || !strings.Contains(res.chart(), "<svg") {
 		t.Error("report or chart missing")
+	}
+}
+
+func TestShareMustUseOneUpstreamStream(t *testing.T) {
+	r := runResult{Scenario: "idle", Subject: "sse_proxy_share", Round: 1, Streams: 10}
+	r.Report = clientReport{Streams: 10, Connected: 10, Process: &procReport{}}
+	n := 10
+	r.Report.UpstreamStreams = &n
+	if p := r.problems(); len(p) != 1 || !strings.Contains(p[0], "not shared") {
+		t.Errorf("10 upstream streams for a shared subject: problems %v", p)
+	}
+	r.Subject = "sse_proxy"
+	if p := r.problems(); len(p) != 0 {
+		t.Errorf("unshared: problems %v", p)
+	}
+}
+
+func TestOnlySkipsBudgetsOfScenariosNotRun(t *testing.T) {
+	r := runResult{Scenario: "idle-cpu-h2", Subject: "sse_proxy", Round: 1, Streams: 10}
+	r.Report = clientReport{Streams: 10, Connected: 10, Process: &procReport{CPUPercent: 1}}
+	res := &results{SSEAvailable: true, Only: []string{"idle-cpu-h2"}, Runs: []runResult{r}}
+	res.evaluate(scenarios(false))
+	for _, b := range res.Budgets {
+		want := "SKIP"
+		if strings.HasPrefix(b.Name, "idle CPU") {
+			want = "PASS"
+		}
+		if b.Result != want {
+			t.Errorf("%s: %s, want %s", b.Name, b.Result, want)
+		}
+	}
+	if res.anyFail || strings.Contains(res.markdown(), "Added latency") {
+		t.Error("scenarios not run count as failed or get a table")
 	}
 }

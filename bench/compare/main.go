@@ -1,10 +1,11 @@
 // Command compare measures, in one run on one machine, an SSE upstream
-// directly, Caddy's reverse_proxy in front of it, and Caddy's sse_proxy in
-// front of it (one Caddy binary, one Caddyfile), and writes a markdown table,
-// budget verdicts and a latency chart to bench/results/.
+// directly, Caddy's reverse_proxy in front of it, Caddy's sse_proxy in front
+// of it, unshared and with `share` (one Caddy binary, one Caddyfile), and
+// nginx if installed, and writes markdown tables, budget verdicts and a
+// latency chart to bench/results/.
 //
-//	go run ./bench/compare          # full run, under ~10 minutes
-//	go run ./bench/compare -quick   # smoke check, ~2 minutes
+//	go run ./bench/compare          # full run, about 15 minutes
+//	go run ./bench/compare -quick   # smoke check, about 5 minutes
 //
 // See bench/README.md for what each number means.
 package main
@@ -34,21 +35,33 @@ import (
 type subject struct {
 	key   string
 	label string
-	proxy bool // served by Caddy (else: the upstream directly)
+	kind  string // direct (the upstream itself), caddy or nginx
 }
 
-// subjects in table order. To measure sse_proxy's shared mode, add
-// {"sse_proxy_shared", "Caddy sse_proxy (share)", true} here, its Caddyfile
-// block in handlerBlock, and the key to the scenarios that should include it.
+// subjects in table order. Caddy subjects get a site per protocol in the
+// Caddyfile (handlerBlock); nginx serves HTTP/1.1 only.
 var subjects = []subject{
-	{"direct", "upstream directly", false},
-	{"reverse_proxy", "Caddy reverse_proxy", true},
-	{"sse_proxy", "Caddy sse_proxy", true},
+	{"direct", "upstream directly", "direct"},
+	{"reverse_proxy", "Caddy reverse_proxy", "caddy"},
+	{"sse_proxy", "Caddy sse_proxy", "caddy"},
+	{"sse_proxy_share", "Caddy sse_proxy (share)", "caddy"},
+	{"nginx", "nginx", "nginx"},
+}
+
+// subjectKind returns the kind of the subject key.
+func subjectKind(key string) string {
+	for _, s := range subjects {
+		if s.key == key {
+			return s.kind
+		}
+	}
+	return ""
 }
 
 // scenario is one client run against each of its subjects.
 type scenario struct {
 	key      string
+	kind     string // latency, cost or idle: which table shows it
 	title    string
 	proto    string
 	subjects []string
@@ -70,22 +83,40 @@ func scenarios(quick bool) []scenario {
 		return full
 	}
 	sec := func(full, q int) time.Duration { return time.Duration(pick(full, q)) * time.Second }
-	all := []string{"direct", "reverse_proxy", "sse_proxy"}
-	proxies := []string{"reverse_proxy", "sse_proxy"}
+	// Every client of a scenario asks for the same URL, so with `share` all
+	// of them are served from one upstream request; in broadcast mode the
+	// upstream sends that request the same events it sends every stream.
+	all := []string{"direct", "reverse_proxy", "sse_proxy", "sse_proxy_share", "nginx"}
+	h1proxies := []string{"reverse_proxy", "sse_proxy", "sse_proxy_share", "nginx"}
+	h2proxies := []string{"reverse_proxy", "sse_proxy", "sse_proxy_share"}
 	bn := pick(2000, 400)
 	return []scenario{
-		{key: "latency", title: "Added latency", proto: "h1", subjects: all, n: 100, rounds: pick(3, 2),
+		{key: "latency", kind: "latency", title: "Added latency", proto: "h1", subjects: all, n: 100, rounds: pick(3, 2),
 			query: "rate=20&size=256&mode=per-stream", rate: 20,
 			duration: sec(10, 4), ramp: sec(1, 1), warmup: sec(2, 1)},
-		{key: "broadcast-h1", title: "Cost per event, HTTP/1.1", proto: "h1", subjects: all, n: bn, rounds: pick(2, 1),
+		{key: "broadcast-h1", kind: "cost", title: "Cost per event, HTTP/1.1", proto: "h1", subjects: all, n: bn, rounds: pick(2, 1),
 			query: "rate=10&size=256&mode=broadcast", rate: 10,
 			duration: sec(15, 8), ramp: sec(4, 1), warmup: sec(3, 2)},
-		{key: "broadcast-h2", title: "Cost per event, HTTP/2", proto: "h2", subjects: proxies, n: bn, rounds: pick(2, 1),
+		{key: "broadcast-h2", kind: "cost", title: "Cost per event, HTTP/2", proto: "h2", subjects: h2proxies, n: bn, rounds: pick(2, 1),
 			query: "rate=10&size=256&mode=broadcast", rate: 10,
 			duration: sec(15, 8), ramp: sec(4, 1), warmup: sec(3, 2)},
-		{key: "idle", title: "Memory per idle stream", proto: "h1", subjects: proxies, n: pick(5000, 1000), rounds: 1,
+		{key: "idle", kind: "idle", title: "Memory per idle stream", proto: "h1", subjects: h1proxies, n: pick(5000, 1000), rounds: 1,
 			query:    "rate=0",
 			duration: sec(10, 4), ramp: sec(8, 2), warmup: sec(3, 2)},
+		// Unshared, 20,000 streams need 20,000 upstream connections in Caddy
+		// on top of its client connections: more than the 20,000 open files
+		// a process may have here. Shared, over HTTP/2, Caddy holds one
+		// upstream connection and ~80 client connections.
+		{key: "shared-h2-many", kind: "cost", title: "Shared stream at scale, HTTP/2", proto: "h2", subjects: []string{"sse_proxy_share"},
+			n: pick(20000, 4000), rounds: 1,
+			query: "rate=1&size=256&mode=broadcast", rate: 1,
+			duration: sec(15, 6), ramp: sec(15, 3), warmup: sec(5, 2)},
+		// Idle CPU budget: the window (≥30 s) starts after every stream is
+		// open and spans two heartbeat intervals.
+		{key: "idle-cpu-h2", kind: "idle", title: "Idle CPU", proto: "h2", subjects: []string{"sse_proxy"},
+			n: pick(10000, 2000), rounds: 1,
+			query:    "rate=0",
+			duration: sec(32, 10), ramp: sec(10, 2), warmup: sec(5, 2)},
 	}
 }
 
@@ -113,10 +144,13 @@ type bench struct {
 	sites     map[string]int // subject/proto -> port
 	caddyfile string
 	caddyEnv  []string
+	nginxBin  string // "" when nginx is not measured
+	nginxConf string
 	runs      int
 	verbose   bool
 	keepTmp   bool
 	waitQuiet time.Duration
+	only      []string // scenario keys to run; all if empty
 }
 
 func main() { os.Exit(run()) }
@@ -128,13 +162,16 @@ func run() int {
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, Caddyfile, certificates)")
 	verbose := flag.Bool("v", false, "print each client report")
 	waitQuiet := flag.Duration("wait-quiet", 0, "before measuring, wait up to this long for the machine to be under 15% busy")
+	nginxBin := flag.String("nginx", "", "nginx binary to measure (default: nginx from PATH, if any)")
+	noNginx := flag.Bool("no-nginx", false, "do not measure nginx")
+	only := flag.String("only", "", "run only these scenarios (comma-separated keys, e.g. idle-cpu-h2); budgets of the others show INVALID")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	limit := 15 * time.Minute
+	limit := 25 * time.Minute
 	if *quick {
-		limit = 6 * time.Minute
+		limit = 10 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -142,6 +179,21 @@ func run() int {
 	ps := &procSet{}
 	defer ps.stopAll() // every process we started, whatever happens
 	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet}
+	if *only != "" {
+		b.only = strings.Split(*only, ",")
+		for _, k := range b.only {
+			if !slices.ContainsFunc(scenarios(*quick), func(sc scenario) bool { return sc.key == k }) {
+				fmt.Fprintf(os.Stderr, "compare: -only: no scenario %q\n", k)
+				return 2
+			}
+		}
+	}
+	if !*noNginx {
+		b.nginxBin = *nginxBin
+		if b.nginxBin == "" {
+			b.nginxBin, _ = exec.LookPath("nginx")
+		}
+	}
 	res, err := b.main(*quick, *out, *caddyBin, *keep)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -171,7 +223,7 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 		}
 		os.RemoveAll(b.tmp)
 	}()
-	res := &results{Quick: quick, Started: time.Now(), Env: environment()}
+	res := &results{Quick: quick, Started: time.Now(), Env: environment(), Only: b.only}
 
 	// Pin Caddy to CPU 1 and the load (upstream + client) to CPU 0.
 	if runtime.NumCPU() < 2 {
@@ -206,9 +258,12 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	fmt.Fprintf(os.Stderr, "compare: machine busy before measuring: %.0f%% of all CPUs\n", res.BusyAtStart)
 
 	for _, sc := range scenarios(quick) {
+		if len(b.only) > 0 && !slices.Contains(b.only, sc.key) {
+			continue
+		}
 		for round := 1; round <= sc.rounds; round++ {
 			for _, key := range sc.order(round) {
-				if key == "sse_proxy" && !res.SSEAvailable {
+				if !b.serves(key, sc.proto) {
 					continue
 				}
 				if err := b.ctx.Err(); err != nil {
@@ -293,7 +348,7 @@ func (b *bench) configure(res *results) error {
 	if err != nil {
 		return err
 	}
-	ports, err := freePorts(5)
+	ports, err := freePorts(len(subjects)*2 + 1)
 	if err != nil {
 		return err
 	}
@@ -301,7 +356,7 @@ func (b *bench) configure(res *results) error {
 	var sites []site
 	i := 1
 	for _, s := range subjects {
-		if !s.proxy {
+		if s.kind != "caddy" {
 			continue
 		}
 		for _, proto := range []string{"h1", "h2"} {
@@ -329,7 +384,7 @@ func (b *bench) configure(res *results) error {
 		fmt.Fprintln(os.Stderr, "compare:", res.SSENote)
 		var kept []site
 		for _, s := range sites {
-			if s.subject != "sse_proxy" {
+			if !strings.HasPrefix(s.subject, "sse_proxy") {
 				kept = append(kept, s)
 			}
 		}
@@ -341,7 +396,54 @@ func (b *bench) configure(res *results) error {
 	for _, s := range sites {
 		b.sites[s.subject+"/"+s.proto] = s.port
 	}
+	return b.configureNginx(res, ports[i])
+}
+
+// configureNginx writes nginx's config for one HTTP/1.1 site on port and
+// checks it with nginx -t. Without nginx, or if the check fails, nginx is
+// not measured and the report says why.
+func (b *bench) configureNginx(res *results, port int) error {
+	if b.nginxBin == "" {
+		res.NginxNote = "nginx not measured: not installed (or -no-nginx)"
+		return nil
+	}
+	prefix := filepath.Join(b.tmp, "nginx")
+	for _, d := range []string{"", "logs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(prefix, d), 0o755); err != nil {
+			return err
+		}
+	}
+	b.nginxConf = filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(b.nginxConf, []byte(nginxConfig(prefix, port, b.upstream)), 0o644); err != nil {
+		return err
+	}
+	out, err := b.output(b.nginxBin, b.nginxArgs("-t")...)
+	if err != nil {
+		res.NginxNote = "nginx not measured: `nginx -t` rejects the config: " + lastErrorLine(out)
+		fmt.Fprintln(os.Stderr, "compare:", res.NginxNote)
+		b.nginxBin = ""
+		return nil
+	}
+	v, _ := b.output(b.nginxBin, "-v")
+	res.NginxVersion = strings.TrimPrefix(firstLine(v), "nginx version: ")
+	b.sites["nginx/h1"] = port
 	return nil
+}
+
+// nginxArgs runs nginx on the benchmark's config, with its prefix and
+// startup error log in the temporary directory.
+func (b *bench) nginxArgs(extra ...string) []string {
+	prefix := filepath.Dir(b.nginxConf)
+	return append([]string{"-p", prefix + "/", "-c", b.nginxConf, "-e", filepath.Join(prefix, "logs", "error.log")}, extra...)
+}
+
+// serves reports whether subject key can be measured over proto.
+func (b *bench) serves(key, proto string) bool {
+	if key == "direct" {
+		return true
+	}
+	_, ok := b.sites[key+"/"+proto]
+	return ok
 }
 
 // startUpstream starts the SSE upstream on CPU 0 and waits until it answers.
@@ -364,7 +466,34 @@ func (b *bench) startUpstream() error {
 func (b *bench) measure(sc scenario, key string) runResult {
 	r := runResult{Scenario: sc.key, Subject: key, Proto: sc.proto, Streams: sc.n}
 	target, pid := "http://"+b.upstream, b.upPID
-	if key != "direct" {
+	if subjectKind(key) == "nginx" {
+		port, ok := b.sites[key+"/"+sc.proto]
+		if !ok {
+			r.Err = "no nginx site over " + sc.proto
+			return r
+		}
+		target = fmt.Sprintf("http://127.0.0.1:%d", port)
+		b.runs++
+		logf, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("nginx-%02d-%s.log", b.runs, sc.key)))
+		if err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		defer logf.Close()
+		// daemon off, master_process off: one process that does all the
+		// work, so its CPU and PSS are nginx's whole cost.
+		ng, err := b.ps.start("nginx", 1, nil, logf, logf, b.nginxBin, b.nginxArgs()...)
+		if err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		defer ng.stop(5 * time.Second)
+		if err := waitTCP(b.ctx, ng, fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
+			r.Err = err.Error() + " (see " + logf.Name() + ")"
+			return r
+		}
+		pid = ng.pid()
+	} else if key != "direct" {
 		port, ok := b.sites[key+"/"+sc.proto]
 		if !ok {
 			r.Err = "no site for " + key + " over " + sc.proto
@@ -397,7 +526,8 @@ func (b *bench) measure(sc scenario, key string) runResult {
 	}
 	args := []string{"client", "-url", target + "/?" + sc.query, "-n", strconv.Itoa(sc.n),
 		"-proto", sc.proto, "-insecure", "-json", "-pid", strconv.Itoa(pid),
-		"-duration", sc.duration.String(), "-ramp", sc.ramp.String(), "-warmup", sc.warmup.String()}
+		"-duration", sc.duration.String(), "-ramp", sc.ramp.String(), "-warmup", sc.warmup.String(),
+		"-upstream-health", "http://" + b.upstream + "/healthz"}
 	var stdout, stderr bytes.Buffer
 	client, err := b.ps.start("client", 0, nil, &stdout, &stderr, b.loadBin, args...)
 	if err != nil {

@@ -27,6 +27,7 @@ type clientReport struct {
 	SilentStreams    int         `json:"silent_streams"`
 	UnconfirmedTails int         `json:"unconfirmed_tails"`
 	Comments         uint64      `json:"comments"`
+	UpstreamStreams  *int        `json:"upstream_streams"`
 	Latency          latency     `json:"latency"`
 	Process          *procReport `json:"process"`
 	Errors           []struct {
@@ -100,6 +101,8 @@ func (r *runResult) problems() []string {
 	add(c.ExpectedByRate > 0 && float64(c.Delivered) < 0.97*c.ExpectedByRate,
 		"delivered %d, well under %.0f due by rate", c.Delivered, c.ExpectedByRate)
 	add(c.Process == nil, "no process sample")
+	add(r.Subject == "sse_proxy_share" && c.UpstreamStreams != nil && *c.UpstreamStreams > 1,
+		"not shared: the upstream served %d streams", derefInt(c.UpstreamStreams))
 	for _, e := range c.Errors {
 		p = append(p, fmt.Sprintf("%d× %s", e.Count, e.Kind))
 	}
@@ -122,7 +125,14 @@ func (r *runResult) oneLine() string {
 	return s
 }
 
-// budget is one pass/fail check of sse_proxy against reverse_proxy.
+func derefInt(p *int) int {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+// budget is one pass/fail check.
 type budget struct {
 	Name     string `json:"name"`
 	Measured string `json:"measured"`
@@ -140,8 +150,11 @@ type results struct {
 	BusyAtStart  float64     `json:"machine_busy_percent_at_start"`
 	BusyAtEnd    float64     `json:"machine_busy_percent_at_end"`
 	CaddyVersion string      `json:"caddy_version"`
+	NginxVersion string      `json:"nginx_version,omitempty"`
+	NginxNote    string      `json:"nginx_note,omitempty"`
 	SSEAvailable bool        `json:"sse_proxy_available"`
 	SSENote      string      `json:"sse_proxy_note,omitempty"`
+	Only         []string    `json:"only,omitempty"` // scenarios run with -only
 	Runs         []runResult `json:"runs"`
 	Budgets      []budget    `json:"budgets"`
 	plan         []scenario
@@ -196,6 +209,9 @@ func (res *results) run(sc, subject string) *runResult {
 		o.Delivered += c.Delivered
 		o.Expected += c.Expected
 		o.Comments += c.Comments
+		if c.UpstreamStreams != nil && (o.UpstreamStreams == nil || *c.UpstreamStreams > *o.UpstreamStreams) {
+			o.UpstreamStreams = c.UpstreamStreams
+		}
 		o.Latency.Count += c.Latency.Count
 		o.Latency.Max = max(o.Latency.Max, c.Latency.Max)
 		p50, p90, p99 = append(p50, c.Latency.P50), append(p90, c.Latency.P90), append(p99, c.Latency.P99)
@@ -234,17 +250,28 @@ func median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// nginxIdleKiB is nginx's PSS per idle stream measured on this machine
+// before nginx was part of the comparison; the shared-stream memory budget
+// uses it when nginx is not measured in the run.
+const nginxIdleKiB = 14.0
+
 // evaluate checks the budgets.
 func (res *results) evaluate(plan []scenario) {
 	res.plan = plan
-	check := func(name string, runs []*runResult, measure func() (measured, limit float64), unit func(float64) string) {
+	// check appends one verdict. skip, if set, is why it cannot be judged.
+	check := func(name, skip string, runs []*runResult, measure func() (measured, limit float64), unit func(float64) string) {
 		b := budget{Name: name}
+		if skip == "" && len(res.Only) > 0 && !slices.ContainsFunc(runs, func(r *runResult) bool { return r != nil }) {
+			skip = "not run (-only)"
+		}
 		switch {
 		case !res.SSEAvailable:
 			b.Result = "SKIP"
+		case skip != "":
+			b.Result, b.Measured = "SKIP", skip
 		default:
 			for _, r := range runs {
-				if r == nil || len(r.problems()) > 0 {
+				if r == nil || len(r.problems()) > 0 || r.Report.Process == nil {
 					b.Result = "INVALID"
 				}
 			}
@@ -262,23 +289,66 @@ func (res *results) evaluate(plan []scenario) {
 		}
 		res.Budgets = append(res.Budgets, b)
 	}
+	cpuUnit := func(v float64) string { return fmt.Sprintf("%.4f CPU s/1k events", v) }
+	planned := func(key string) *scenario {
+		for i := range plan {
+			if plan[i].key == key {
+				return &plan[i]
+			}
+		}
+		return nil
+	}
 
 	d, rp, sse := res.run("latency", "direct"), res.run("latency", "reverse_proxy"), res.run("latency", "sse_proxy")
-	check("added p99 latency ≤ reverse_proxy's + 0.1 ms", []*runResult{d, rp, sse}, func() (float64, float64) {
+	check("added p99 latency ≤ reverse_proxy's + 0.1 ms", "", []*runResult{d, rp, sse}, func() (float64, float64) {
 		return sse.Report.Latency.P99 - d.Report.Latency.P99, rp.Report.Latency.P99 - d.Report.Latency.P99 + 100
 	}, fmtUs)
 
 	for _, sc := range []string{"broadcast-h1", "broadcast-h2"} {
 		rp, sse := res.run(sc, "reverse_proxy"), res.run(sc, "sse_proxy")
-		check("CPU per delivered event ≤ 1.1× reverse_proxy ("+protoName(sc)+")", []*runResult{rp, sse}, func() (float64, float64) {
+		check("CPU per delivered event ≤ 1.1× reverse_proxy ("+protoName(sc)+")", "", []*runResult{rp, sse}, func() (float64, float64) {
 			return sse.Report.Process.CPUPer1k, 1.1 * rp.Report.Process.CPUPer1k
-		}, func(v float64) string { return fmt.Sprintf("%.4f CPU s/1k events", v) })
+		}, cpuUnit)
 	}
 
 	rp, sse = res.run("idle", "reverse_proxy"), res.run("idle", "sse_proxy")
-	check("memory per idle stream ≤ 1.1× reverse_proxy", []*runResult{rp, sse}, func() (float64, float64) {
+	check("memory per idle stream ≤ 1.1× reverse_proxy", "", []*runResult{rp, sse}, func() (float64, float64) {
 		return sse.Report.Process.PSSPerStreamKiB, 1.1 * rp.Report.Process.PSSPerStreamKiB
 	}, fmtKiB)
+
+	// Shared streams against nginx, per client.
+	sh, ng := res.run("idle", "sse_proxy_share"), res.run("idle", "nginx")
+	if ng != nil {
+		check("share: memory per idle stream ≤ nginx's", "", []*runResult{sh, ng}, func() (float64, float64) {
+			return sh.Report.Process.PSSPerStreamKiB, ng.Report.Process.PSSPerStreamKiB
+		}, fmtKiB)
+	} else {
+		check(fmt.Sprintf("share: memory per idle stream ≤ nginx's (%.0f KiB measured earlier; nginx not in this run)", nginxIdleKiB), "",
+			[]*runResult{sh}, func() (float64, float64) { return sh.Report.Process.PSSPerStreamKiB, nginxIdleKiB }, fmtKiB)
+	}
+	sh, ng = res.run("broadcast-h1", "sse_proxy_share"), res.run("broadcast-h1", "nginx")
+	skip := ""
+	if ng == nil {
+		skip = "nginx not measured"
+	}
+	check("share: CPU per delivered event ≤ nginx's (HTTP/1.1)", skip, []*runResult{sh, ng}, func() (float64, float64) {
+		return sh.Report.Process.CPUPer1k, ng.Report.Process.CPUPer1k
+	}, cpuUnit)
+
+	if sc := planned("shared-h2-many"); sc != nil {
+		sh := res.run(sc.key, "sse_proxy_share")
+		check(fmt.Sprintf("share: %d streams over HTTP/2 open, from one upstream stream, no event lost (streams not served)", sc.n), "",
+			[]*runResult{sh}, func() (float64, float64) {
+				return float64(sh.Streams - sh.Report.Connected), 0
+			}, func(v float64) string { return fmt.Sprintf("%.0f", v) })
+	}
+	if sc := planned("idle-cpu-h2"); sc != nil {
+		sse := res.run(sc.key, "sse_proxy")
+		name := fmt.Sprintf("idle CPU, %d idle HTTP/2 streams, heartbeat 15 s, %s window < 5%% of a core", sc.n, sc.duration)
+		check(name, "", []*runResult{sse}, func() (float64, float64) {
+			return sse.Report.Process.CPUPercent, 5
+		}, func(v float64) string { return fmt.Sprintf("%.2f%% of a core", v) })
+	}
 }
 
 func protoName(scenario string) string {
@@ -313,7 +383,7 @@ func (res *results) markdown() string {
 	if res.Quick {
 		mode = "quick (-quick: fewer streams, shorter windows; for smoke checks, not for decisions)"
 	}
-	fmt.Fprintf(&b, "# sse_proxy vs reverse_proxy — %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "# sse_proxy vs reverse_proxy and nginx — %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "- Mode: %s; took %s\n", mode, res.Finished.Sub(res.Started).Round(time.Second))
 	fmt.Fprintf(&b, "- Machine: %s\n", res.Env)
 	fmt.Fprintf(&b, "- CPU pinning: %s\n", res.Pinning)
@@ -322,7 +392,13 @@ func (res *results) markdown() string {
 		b.WriteString(" — **the machine was not idle; latency and CPU numbers are disturbed by other work**")
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; one Caddyfile with a reverse_proxy site and an sse_proxy site per protocol; a fresh Caddy process for every measurement\n", res.CaddyVersion)
+	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; one Caddyfile with a reverse_proxy site, an sse_proxy site and an sse_proxy site with `share` per protocol; a fresh Caddy process for every measurement\n", res.CaddyVersion)
+	if res.NginxVersion != "" {
+		fmt.Fprintf(&b, "- nginx: %s, one process (`master_process off`), HTTP/1.1, `proxy_buffering off`, `proxy_http_version 1.1`, `Connection \"\"`; a fresh process for every measurement\n", res.NginxVersion)
+	}
+	if res.NginxNote != "" {
+		fmt.Fprintf(&b, "- %s\n", res.NginxNote)
+	}
 	fmt.Fprintf(&b, "- Upstream: `sseload upstream` (HTTP/1.1); client: `sseload client`; latency = receive time − send time stamped in the event, same clock\n")
 	if res.SSENote != "" {
 		fmt.Fprintf(&b, "- **%s**\n", res.SSENote)
@@ -330,17 +406,20 @@ func (res *results) markdown() string {
 	fmt.Fprintf(&b, "- Chart: [latency.svg](latency.svg)\n\n")
 
 	for _, sc := range res.plan {
-		switch {
-		case sc.key == "latency":
+		if len(res.Only) > 0 && !slices.Contains(res.Only, sc.key) {
+			continue
+		}
+		switch sc.kind {
+		case "latency":
 			res.latencyTable(&b, sc)
-		case strings.HasPrefix(sc.key, "broadcast"):
+		case "cost":
 			res.costTable(&b, sc)
-		case sc.key == "idle":
+		case "idle":
 			res.idleTable(&b, sc)
 		}
 	}
 
-	b.WriteString("## Budgets (sse_proxy against plain reverse_proxy)\n\n| budget | sse_proxy | limit | result |\n|---|---:|---:|---|\n")
+	b.WriteString("## Budgets\n\n| budget | measured | limit | result |\n|---|---:|---:|---|\n")
 	for _, bu := range res.Budgets {
 		fmt.Fprintf(&b, "| %s | %s | %s | **%s** |\n", bu.Name, orDash(bu.Measured), orDash(bu.Limit), bu.Result)
 	}
@@ -399,8 +478,8 @@ func (res *results) latencyTable(b *strings.Builder, sc scenario) {
 
 func (res *results) costTable(b *strings.Builder, sc scenario) {
 	res.header(b, sc, fmt.Sprintf("one broadcast of %g events/s to all streams (%.0f events/s), 256 B", sc.rate, sc.rate*float64(sc.n)))
-	b.WriteString("| subject | delivered / expected | CPU s per 1k events | × reverse_proxy | CPU (% of a core) | PSS Δ per stream | × reverse_proxy | p50 | p99 |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| subject | delivered / expected | CPU s per 1k events | × reverse_proxy | CPU (% of a core) | PSS Δ per stream | × reverse_proxy | p50 | p99 | upstream streams |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	rp := res.run(sc.key, "reverse_proxy")
 	for _, key := range sc.subjects {
 		r := res.run(sc.key, key)
@@ -421,17 +500,17 @@ func (res *results) costTable(b *strings.Builder, sc scenario) {
 			cpuX = ratio(p.CPUPer1k, rp.Report.Process.CPUPer1k)
 			memX = ratio(p.PSSPerStreamKiB, rp.Report.Process.PSSPerStreamKiB)
 		}
-		fmt.Fprintf(b, "| %s | %d / %d | %.4f | %s | %.0f%% | %s | %s | %s | %s |\n", name,
+		fmt.Fprintf(b, "| %s | %d / %d | %.4f | %s | %.0f%% | %s | %s | %s | %s | %s |\n", name,
 			r.Report.Delivered, r.Report.Expected, p.CPUPer1k, cpuX, p.CPUPercent, fmtKiB(p.PSSPerStreamKiB), memX,
-			fmtUs(r.Report.Latency.P50), fmtUs(r.Report.Latency.P99))
+			fmtUs(r.Report.Latency.P50), fmtUs(r.Report.Latency.P99), fmtCount(r.Report.UpstreamStreams))
 	}
 	b.WriteString("\n")
 }
 
 func (res *results) idleTable(b *strings.Builder, sc scenario) {
 	res.header(b, sc, "no events (sse_proxy heartbeat 15 s)")
-	b.WriteString("| subject | open streams | PSS Δ per stream | × reverse_proxy | RSS Δ per stream | PSS before → after | heartbeats seen |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| subject | open streams | PSS Δ per stream | × reverse_proxy | RSS Δ per stream | PSS before → after | CPU (% of a core) | heartbeats seen | upstream streams |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	rp := res.run(sc.key, "reverse_proxy")
 	for _, key := range sc.subjects {
 		r := res.run(sc.key, key)
@@ -447,9 +526,9 @@ func (res *results) idleTable(b *strings.Builder, sc scenario) {
 		if rp != nil && rp.Err == "" && rp.Report.Process != nil && key != "reverse_proxy" {
 			memX = ratio(p.PSSPerStreamKiB, rp.Report.Process.PSSPerStreamKiB)
 		}
-		fmt.Fprintf(b, "| %s | %d / %d | %s | %s | %s | %.1f → %.1f MiB | %d |\n", rowLabel(r),
+		fmt.Fprintf(b, "| %s | %d / %d | %s | %s | %s | %.1f → %.1f MiB | %.2f%% | %d | %s |\n", rowLabel(r),
 			r.Report.Connected, r.Report.Streams, fmtKiB(p.PSSPerStreamKiB), memX, fmtKiB(p.RSSPerStreamKiB),
-			float64(p.PSSBaseKiB)/1024, float64(p.PSSEndKiB)/1024, r.Report.Comments)
+			float64(p.PSSBaseKiB)/1024, float64(p.PSSEndKiB)/1024, p.CPUPercent, r.Report.Comments, fmtCount(r.Report.UpstreamStreams))
 	}
 	b.WriteString("\n")
 }
@@ -503,3 +582,11 @@ func fmtUs(us float64) string {
 }
 
 func fmtKiB(k float64) string { return fmt.Sprintf("%.1f KiB", k) }
+
+// fmtCount formats an optional count.
+func fmtCount(p *int) string {
+	if p == nil {
+		return "—"
+	}
+	return fmt.Sprint(*p)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -38,6 +39,7 @@ type clientConfig struct {
 	pid            int
 	readBuf        int
 	h3PerConn      int
+	upstreamHealth string // an sseload upstream's /healthz, sampled at the window's end
 }
 
 // client runs one measurement. Fields shared by stream goroutines are atomic.
@@ -97,6 +99,7 @@ func runClient(args []string) error {
 	fs.IntVar(&cfg.pid, "pid", 0, "sample this process's CPU and memory (from /proc) around the window")
 	fs.IntVar(&cfg.readBuf, "read-buffer", 4096, "read buffer bytes per stream")
 	fs.IntVar(&cfg.h3PerConn, "h3-streams-per-conn", 100, "with -proto h3, open a QUIC connection per this many streams")
+	fs.StringVar(&cfg.upstreamHealth, "upstream-health", "", "`URL` of the sseload upstream's /healthz: report how many upstream streams serve the client's streams (1 when a proxy shares one upstream stream)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: sseload client -url URL [flags]\n\n")
 		fs.PrintDefaults()
@@ -111,8 +114,8 @@ func runClient(args []string) error {
 	if err != nil {
 		return fmt.Errorf("raising the open file limit: %w", err)
 	}
-	if need := uint64(cfg.n) + 50; limit < need {
-		return fmt.Errorf("%d streams need %d open files, RLIMIT_NOFILE allows %d", cfg.n, need, limit)
+	if need := cfg.openFilesNeeded(); limit < need {
+		return fmt.Errorf("%d streams over %s need about %d open files, RLIMIT_NOFILE allows %d", cfg.n, cfg.proto, need, limit)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -165,7 +168,53 @@ func (cfg *clientConfig) validate() error {
 	if !isLoopbackHost(u.Hostname()) {
 		fmt.Fprintf(os.Stderr, "sseload client: note: %s is not a loopback address; load goes only where -url says\n", u.Hostname())
 	}
+	if cfg.upstreamHealth != "" {
+		h, err := url.Parse(cfg.upstreamHealth)
+		if err != nil || (h.Scheme != "http" && h.Scheme != "https") || h.Host == "" {
+			return fmt.Errorf("-upstream-health must be an http:// or https:// URL, got %q", cfg.upstreamHealth)
+		}
+	}
 	return nil
+}
+
+// openFilesNeeded estimates the file descriptors a run needs: a connection
+// per stream over HTTP/1.1; over HTTP/2 at most 100 streams per connection
+// (servers allow at least that many: Go and Caddy 250, nginx 128); over
+// HTTP/3 one UDP socket per -h3-streams-per-conn streams. Plus some spare.
+func (cfg *clientConfig) openFilesNeeded() uint64 {
+	conns := cfg.n
+	switch cfg.proto {
+	case "h2":
+		conns = (cfg.n + 99) / 100
+	case "h3":
+		conns = (cfg.n + cfg.h3PerConn - 1) / cfg.h3PerConn
+	}
+	return uint64(conns) + 50
+}
+
+// upstreamStreams asks an sseload upstream's /healthz ("ok N streams ...")
+// how many streams it is serving.
+func upstreamStreams(ctx context.Context, healthURL string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	t := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+	defer t.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: t}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var line [128]byte
+	n, _ := io.ReadFull(resp.Body, line[:])
+	var streams int
+	if _, err := fmt.Sscanf(string(line[:n]), "ok %d streams", &streams); err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: not an sseload upstream's /healthz (status %d, %q)", healthURL, resp.StatusCode, line[:n])
+	}
+	return streams, nil
 }
 
 // isLoopbackHost reports whether host is localhost or a loopback IP.
@@ -281,6 +330,13 @@ func (c *client) run(ctx context.Context) *Report {
 	c.winEnd.Store(we.UnixNano())
 	recv1 := c.received.Load()
 	sample(&atEnd)
+	if cfg.upstreamHealth != "" {
+		if n, err := upstreamStreams(ctx, cfg.upstreamHealth); err != nil {
+			rep.Warnings = append(rep.Warnings, "upstream streams: "+err.Error())
+		} else {
+			rep.UpstreamStreams = &n
+		}
+	}
 	rep.WindowSeconds = we.Sub(ws).Seconds()
 	rep.ReceivedInWindow = recv1 - recv0
 

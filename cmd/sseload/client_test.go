@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -129,6 +130,62 @@ func TestClientConfigLimits(t *testing.T) {
 		mut(&c)
 		if c.validate() == nil {
 			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+// The client asks for an event stream like EventSource does: sse_proxy
+// shares and relays only requests with Accept: text/event-stream.
+func TestClientSendsEventStreamAccept(t *testing.T) {
+	u := newUpstream(50, 100, "broadcast", 100)
+	var bad atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.Header.Get("Accept") != "text/event-stream" {
+			bad.Add(1)
+		}
+		u.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	checkReport(t, runAgainst(t, srv.URL+"/", "h1", 3), 3, true)
+	if bad.Load() != 0 {
+		t.Fatalf("%d requests without GET + Accept: text/event-stream", bad.Load())
+	}
+}
+
+func TestClientReportsUpstreamStreams(t *testing.T) {
+	srv := httptest.NewServer(newUpstream(50, 100, "broadcast", 100))
+	defer srv.Close()
+	cfg := clientConfig{
+		url: srv.URL + "/", n: 7, proto: "h1", upstreamHealth: srv.URL + "/healthz",
+		duration: 300 * time.Millisecond, grace: 300 * time.Millisecond,
+		connectTimeout: 5 * time.Second, readBuf: 512, h3PerConn: 100,
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, closeTransports, err := newClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeTransports()
+	rep := c.run(context.Background())
+	if rep.UpstreamStreams == nil || *rep.UpstreamStreams != 7 {
+		t.Fatalf("upstream streams %v, want 7 (warnings %v)", rep.UpstreamStreams, rep.Warnings)
+	}
+	if _, err := upstreamStreams(context.Background(), srv.URL+"/?rate=200&x=/healthz"); err == nil {
+		t.Error("an event stream passed for /healthz")
+	}
+}
+
+func TestOpenFilesNeeded(t *testing.T) {
+	for _, c := range []struct {
+		proto string
+		n     int
+		want  uint64
+	}{{"h1", 1000, 1050}, {"h2", 20000, 250}, {"h2", 1, 51}, {"h3", 1000, 60}} {
+		cfg := clientConfig{proto: c.proto, n: c.n, h3PerConn: 100}
+		if got := cfg.openFilesNeeded(); got != c.want {
+			t.Errorf("%s × %d: %d, want %d", c.proto, c.n, got, c.want)
 		}
 	}
 }

@@ -28,7 +28,8 @@ const (
 
 const usage = `usage:
   sseload upstream -listen 127.0.0.1:PORT [-rate N] [-size BYTES] [-mode per-stream|broadcast]
-  sseload client -url URL -n STREAMS -duration D [-proto h1|h2|h3] [-insecure] [-ramp D] [-pid PID] [-json]
+  sseload client -url URL -n STREAMS -duration D [-proto h1|h2|h3] [-insecure] [-ramp D] [-pid PID]
+                 [-upstream-health URL] [-json]
 
 Run "sseload upstream -h" or "sseload client -h" for all flags.
 `

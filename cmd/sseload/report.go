@@ -41,6 +41,12 @@ type Report struct {
 	Comments         uint64  `json:"comments"`           // comment lines (heartbeats), whole run
 	NegativeLatency  uint64  `json:"negative_latency,omitempty"`
 
+	// UpstreamStreams is how many streams the sseload upstream was serving
+	// at the end of the window (with -upstream-health): as many as Connected
+	// through an unshared proxy, 1 through a proxy that shares one upstream
+	// stream among all clients.
+	UpstreamStreams *int `json:"upstream_streams,omitempty"`
+
 	Latency  LatencySummary `json:"latency"`
 	Process  *ProcReport    `json:"process,omitempty"`
 	Errors   []ErrorCount   `json:"errors,omitempty"`
@@ -180,6 +186,13 @@ func (r *Report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  integrity: %d gaps, %d dups, %d bad events, %d silent streams, %d unconfirmed tails\n",
 		r.Gaps, r.Dups, r.BadEvents, r.SilentStreams, r.UnconfirmedTails)
 	fmt.Fprintf(w, "  comments:  %d (heartbeats)\n", r.Comments)
+	if r.UpstreamStreams != nil {
+		perUp := "n/a"
+		if *r.UpstreamStreams > 0 {
+			perUp = fmt.Sprintf("%.1f", float64(r.Connected)/float64(*r.UpstreamStreams))
+		}
+		fmt.Fprintf(w, "  upstream:  %d streams at the window's end (%s client streams per upstream stream)\n", *r.UpstreamStreams, perUp)
+	}
 	l := r.Latency
 	fmt.Fprintf(w, "  latency:   p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s  (n=%d)\n",
 		fmtUs(l.P50us), fmtUs(l.P90us), fmtUs(l.P99us), fmtUs(l.P999us), fmtUs(l.MaxUs), fmtUs(l.MeanUs), l.Count)

@@ -152,7 +152,7 @@ func checkRateSize(rate float64, size int) error {
 // ServeHTTP serves /healthz and, on any other path, one event stream.
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
-		fmt.Fprintf(w, "ok %d streams\n", u.active.Load())
+		fmt.Fprintf(w, "ok %d streams %d served\n", u.active.Load(), u.served.Load())
 		return
 	}
 	rate, size, mode, err := u.streamParams(r)
