@@ -45,6 +45,25 @@ func (b *broadcaster) handler(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// echoing is an upstream that tells each request's field value to
+// counted, then sends "data: for <value>" every 20ms: a stream that is
+// different for every credential.
+func echoing(field string, counted func(string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v := r.Header.Get(field)
+		counted(v)
+		sseHeaders(w)
+		for {
+			write(w, "data: for "+v+"\n\n")
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
+}
+
 // seq returns the event numbers a client got, checking they are
 // consecutive (the first may be any: a client joins live).
 func seq(t *testing.T, b []byte) []int {
@@ -111,20 +130,11 @@ func TestClientsWithDifferentCredentialsNeverShare(t *testing.T) {
 	testcaddy.LeakCheck(t)
 	var mu sync.Mutex
 	seen := map[string]int{}
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := newUpstream(t, echoing("Authorization", func(v string) {
 		mu.Lock()
-		seen[r.Header.Get("Authorization")]++
+		seen[v]++
 		mu.Unlock()
-		sseHeaders(w)
-		for {
-			write(w, "data: for "+r.Header.Get("Authorization")+"\n\n")
-			select {
-			case <-time.After(20 * time.Millisecond):
-			case <-r.Context().Done():
-				return
-			}
-		}
-	})
+	}))
 	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n\tauth_header Authorization \"Bearer {cookie.session}\"\n}")
 	c := testcaddy.Client(t, testcaddy.H2)
 	for _, user := range []string{"alice", "bob", "alice", "bob", "carol"} {
@@ -143,18 +153,7 @@ func TestClientsWithDifferentCredentialsNeverShare(t *testing.T) {
 func TestClientsOwnCookiesKeepUsersApart(t *testing.T) {
 	testcaddy.LeakCheck(t)
 	var n atomic.Int32
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		sseHeaders(w)
-		for {
-			write(w, "data: for "+r.Header.Get("Cookie")+"\n\n")
-			select {
-			case <-time.After(20 * time.Millisecond):
-			case <-r.Context().Done():
-				return
-			}
-		}
-	})
+	up := newUpstream(t, echoing("Cookie", func(string) { n.Add(1) }))
 	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n}")
 	c := testcaddy.Client(t, testcaddy.H2)
 	for _, user := range []string{"alice", "bob", "alice"} {
