@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/selfsigned"
 )
 
 // subject is one thing measured.
@@ -344,7 +346,7 @@ func (b *bench) configure(res *results) error {
 	}
 	// Keep Caddy's storage and config autosave out of the real home directory.
 	b.caddyEnv = []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home}
-	certFile, keyFile, err := writeSelfSignedCert(b.tmp)
+	certFile, keyFile, err := selfsigned.Write(b.tmp)
 	if err != nil {
 		return err
 	}

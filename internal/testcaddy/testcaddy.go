@@ -8,15 +8,8 @@ package testcaddy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -32,6 +25,8 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"          // what a real caddy build has
 	"github.com/quic-go/quic-go/http3"
 	"go.uber.org/goleak"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/selfsigned"
 )
 
 // Instance is a running Caddy loaded from a Caddyfile.
@@ -144,47 +139,12 @@ func Cert(t testing.TB) (string, string) {
 		if certErr != nil {
 			return
 		}
-		certFile, keyFile, certErr = writeCert(certDir)
+		certFile, keyFile, certErr = selfsigned.Write(certDir)
 	})
 	if certErr != nil {
 		t.Fatalf("making certificate: %v", certErr)
 	}
 	return certFile, keyFile
-}
-
-func writeCert(dir string) (string, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", "", err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return "", "", err
-	}
-	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return "", "", err
-	}
-	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return "", "", err
-	}
-	return cf, kf, nil
 }
 
 // FreePort returns a port on 127.0.0.1 that is free for both TCP and UDP
