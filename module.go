@@ -239,9 +239,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// finish: an endless stream would otherwise hold the old config,
 		// or the process, forever.
 		srv.RegisterOnShutdown(h.endStreams)
-		if wi := time.Duration(srv.WriteIdleTimeout); wi > 0 && h.opts.Heartbeat >= wi {
-			h.logger.Warn("heartbeat is not shorter than the server's write_idle_timeout; idle streams will be cut",
-				zap.Duration("heartbeat", h.opts.Heartbeat), zap.Duration("write_idle_timeout", wi))
+		if wi := time.Duration(srv.WriteIdleTimeout); wi > 0 && h.opts.Heartbeat > 0 && proxy.HeartbeatLatest(h.opts.Heartbeat) >= wi {
+			h.logger.Warn("heartbeats may come later than the server's write_idle_timeout; idle streams will be cut",
+				zap.Duration("heartbeat", h.opts.Heartbeat),
+				zap.Duration("latest_heartbeat", proxy.HeartbeatLatest(h.opts.Heartbeat)),
+				zap.Duration("write_idle_timeout", wi))
 		}
 	}
 	return nil

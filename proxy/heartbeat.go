@@ -65,7 +65,7 @@ func (w *Writer) tick() {
 // on a connection in one write instead of one write each. A heartbeat goes
 // out at most a grid step after the interval.
 func heartbeatDelay(now time.Time, d, interval time.Duration) time.Duration {
-	grid := min(interval/16, time.Second)
+	grid := heartbeatGrid(interval)
 	if grid <= 0 {
 		return d
 	}
@@ -73,4 +73,15 @@ func heartbeatDelay(now time.Time, d, interval time.Duration) time.Duration {
 	g := int64(grid)
 	at = (at + g - 1) / g * g
 	return time.Duration(at - now.UnixNano())
+}
+
+// heartbeatGrid is the step heartbeat timers are aligned to.
+func heartbeatGrid(interval time.Duration) time.Duration {
+	return min(interval/16, time.Second)
+}
+
+// HeartbeatLatest is the longest an idle stream goes without a byte with
+// heartbeats every interval: the interval plus one grid step.
+func HeartbeatLatest(interval time.Duration) time.Duration {
+	return interval + heartbeatGrid(interval)
 }

@@ -509,4 +509,12 @@ func TestHeartbeatDelayIsAlignedAndNeverEarly(t *testing.T) {
 	if got := heartbeatDelay(now, 50*time.Millisecond, 50*time.Millisecond); got < 50*time.Millisecond || got > 54*time.Millisecond {
 		t.Errorf("short interval: delay %v", got)
 	}
+	for interval, want := range map[time.Duration]time.Duration{
+		15 * time.Second: 15*time.Second + 15*time.Second/16,
+		59 * time.Second: 60 * time.Second, // the grid step is at most a second
+	} {
+		if got := HeartbeatLatest(interval); got != want {
+			t.Errorf("HeartbeatLatest(%v) = %v, want %v", interval, got, want)
+		}
+	}
 }
