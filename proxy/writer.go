@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -89,6 +90,8 @@ type Writer struct {
 	reason    string    // why the stream ended, for metrics
 	held      []byte    // hold mode: the incomplete event
 	oversize  bool      // hold mode: an event too big to hold is streaming through
+	connClose bool      // the header asks to close the connection after the response
+	detached  bool      // the stream runs on a hijacked connection (Detach)
 }
 
 // NewWriter wraps rw for one request from origin (the request's Origin
@@ -131,6 +134,9 @@ func (w *Writer) writeHeader(code int) {
 	}
 	w.mode = modeStream
 	CleanHeaders(h)
+	if w.connClose {
+		h.Set("Connection", "close")
+	}
 	setStreamCaching(h)
 	if ce := h.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		// Bytes of ours would corrupt an encoded body. The transport is
@@ -399,6 +405,46 @@ func (w *Writer) Flush() { _ = w.FlushError() }
 func (w *Writer) Close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.detached {
+		return // the stream outlives the handler; see Release
+	}
+	w.close()
+}
+
+// Release is Close for a detached stream, called by whoever owns its
+// connection once the stream is over.
+func (w *Writer) Release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.close()
+}
+
+// CloseConnection makes an HTTP/1.x stream's header say Connection: close,
+// for a stream that will be detached: its connection cannot go back to the
+// server for another request. Call it before the header is written.
+func (w *Writer) CloseConnection() {
+	w.mu.Lock()
+	w.connClose = true
+	w.mu.Unlock()
+}
+
+// Detach moves the stream onto conn, the connection of its HTTP/1.x
+// request, which the caller took from net/http (Hijack) after the header
+// went out; chunked tells whether that header announced chunked transfer
+// coding (it does for an HTTP/1.1 request). From then on the writer frames
+// the body itself and the handler may return: Close does nothing, and the
+// connection's owner calls Release when the stream is over. Ending the
+// stream (End, Abort, reload, shutdown) closes conn.
+func (w *Writer) Detach(conn net.Conn, chunked bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cw := &connWriter{conn: conn, chunked: chunked}
+	w.rw, w.flush, w.cancel = cw, cw.FlushError, cw.close
+	w.detached, w.dirty = true, false
+}
+
+// close stops the timers and unregisters the stream; callers hold mu.
+func (w *Writer) close() {
 	if w.bomSeen > 0 && !w.ended && !w.closed && w.opts.MaxEventSize == 0 {
 		// The body ended inside what looked like a BOM: it was data.
 		_, _ = w.rw.Write(utf8BOM[:w.bomSeen])
