@@ -448,6 +448,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			sw.SetReason(proxy.ReasonClientGone)
 		}
 	}()
+	born := time.Now()
 	if h.MaxAge > 0 {
 		t := time.AfterFunc(time.Duration(h.MaxAge), func() {
 			sw.End(h.reconnectHint(), endGrace, proxy.ReasonMaxAge)
@@ -455,7 +456,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer t.Stop()
 	}
 	if shared {
-		return h.serveShared(ctx, w, sw, up, repl, next)
+		return h.serveShared(ctx, w, sw, up, repl, next, born)
 	}
 	if h.reconnect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// A GET has no body, so it can be sent again.
@@ -477,9 +478,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // serveShared subscribes the client to the shared stream for its key and
-// relays what the hub queues for it, in batches, from this goroutine: a
-// slow client never holds up the hub or anyone else.
-func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+// relays what the hub queues for it, in batches: a slow client never holds
+// up the hub or anyone else. An HTTP/1.x client's connection is taken over
+// once the header is out, and this handler returns (see share.ServeConn);
+// any other client is served from this goroutine.
+func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, born time.Time) error {
 	var key string
 	if h.Share.Key != "" {
 		key = share.CustomKey(repl.ReplaceAll(h.Share.Key, ""))
@@ -487,7 +490,12 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		key = share.DefaultKey(up, h.shaper.Owned())
 	}
 	hub, sub := share.Join(key, h.shareCfg, up, next, h.server, up.Header.Get("Last-Event-ID"))
-	defer hub.Leave(sub)
+	detached := false
+	defer func() {
+		if !detached {
+			hub.Leave(sub)
+		}
+	}()
 	select {
 	case <-hub.Ready():
 	case <-ctx.Done():
@@ -500,10 +508,30 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	for k, v := range header {
 		sw.Header()[k] = v
 	}
+	detach := stream && up.ProtoMajor == 1 && canHijack(w)
+	if detach {
+		sw.CloseConnection()
+	}
 	sw.WriteHeader(status)
 	if !stream {
 		_, err := sw.Write(body)
 		return err
+	}
+	if detach && !sw.Ended() {
+		// The header (and retry field) went out; the rest is ours.
+		// Bytes the client sent after its request, if any, are dropped
+		// with net/http's buffers: a stream's connection takes no more
+		// requests.
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			detached = true
+			sw.Detach(conn, up.ProtoAtLeast(1, 1))
+			opts := share.ConnOptions{Hint: h.reconnectHint, Grace: endGrace}
+			if h.MaxAge > 0 {
+				opts.MaxAge = max(time.Until(born.Add(time.Duration(h.MaxAge))), time.Nanosecond)
+			}
+			sub.ServeConn(sw, conn, opts)
+			return nil
+		}
 	}
 	// Eviction cuts a client that stopped reading: its writes fail at once
 	// instead of at the server's write_idle_timeout.
@@ -535,6 +563,20 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		if closed {
 			sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
 			return nil
+		}
+	}
+}
+
+// canHijack reports whether the connection of w can be taken over.
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
 		}
 	}
 }

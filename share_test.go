@@ -95,12 +95,23 @@ func waitSeq(t *testing.T, s *testcaddy.Stream, n int) {
 
 var sseAccept = http.Header{"Accept": {"text/event-stream"}}
 
+// sharedProtos are the protocols shared streams are tested over: an
+// HTTP/1.1 client's connection is taken over from net/http, an HTTP/2 or
+// HTTP/3 client is served by its handler goroutine.
+var sharedProtos = []testcaddy.Proto{testcaddy.H1, testcaddy.H2}
+
 func TestHundredClientsShareOneUpstreamRequest(t *testing.T) {
+	for _, p := range sharedProtos {
+		t.Run(string(p), func(t *testing.T) { hundredClientsShareOneUpstreamRequest(t, p) })
+	}
+}
+
+func hundredClientsShareOneUpstreamRequest(t *testing.T, p testcaddy.Proto) {
 	testcaddy.LeakCheck(t)
 	b := &broadcaster{interval: 20 * time.Millisecond}
 	up := newUpstream(t, b.handler)
 	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n}")
-	c := testcaddy.Client(t, testcaddy.H2)
+	c := testcaddy.Client(t, p)
 	var streams []*testcaddy.Stream
 	for i := 0; i < 100; i++ {
 		streams = append(streams, testcaddy.Open(t, c, base+"/prices?b=2&a=1", sseAccept))
@@ -197,11 +208,17 @@ func TestReconnectingClientGetsExactlyTheMissedEvents(t *testing.T) {
 }
 
 func TestLastClientLeavingCancelsUpstreamAfterLinger(t *testing.T) {
+	for _, p := range sharedProtos {
+		t.Run(string(p), func(t *testing.T) { lastClientLeavingCancelsUpstreamAfterLinger(t, p) })
+	}
+}
+
+func lastClientLeavingCancelsUpstreamAfterLinger(t *testing.T, p testcaddy.Proto) {
 	testcaddy.LeakCheck(t)
 	b := &broadcaster{interval: 20 * time.Millisecond}
 	up := newUpstream(t, b.handler)
 	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 500ms\n}")
-	c := testcaddy.Client(t, testcaddy.H2)
+	c := testcaddy.Client(t, p)
 	s := testcaddy.Open(t, c, base+"/events", sseAccept)
 	waitSeq(t, s, 2)
 	s.Close()
@@ -261,7 +278,7 @@ func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
 	for m := metric(); !strings.Contains(m, "caddy_sse_proxy_slow_client_evictions_total 1") ||
 		!strings.Contains(m, "caddy_sse_proxy_shared_subscribers 1"); m = metric() {
 		if time.Now().After(deadline) {
-			t.Fatalf("stalled client not evicted within %v", wait)
+			t.Fatalf("stalled client not evicted within %v: %s", wait, grepMetrics(m))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -276,6 +293,12 @@ func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
 }
 
 func TestReloadKeepsTheSharedUpstreamStream(t *testing.T) {
+	for _, p := range sharedProtos {
+		t.Run(string(p), func(t *testing.T) { reloadKeepsTheSharedUpstreamStream(t, p) })
+	}
+}
+
+func reloadKeepsTheSharedUpstreamStream(t *testing.T, p testcaddy.Proto) {
 	testcaddy.LeakCheck(t)
 	b := &broadcaster{interval: 20 * time.Millisecond}
 	up := newUpstream(t, b.handler)
@@ -286,7 +309,7 @@ func TestReloadKeepsTheSharedUpstreamStream(t *testing.T) {
 	}
 	testcaddy.Start(t, config("1s"))
 	url := fmt.Sprintf("https://localhost:%d/events", port)
-	c := testcaddy.Client(t, testcaddy.H2)
+	c := testcaddy.Client(t, p)
 	s := testcaddy.Open(t, c, url, sseAccept)
 	waitSeq(t, s, 5)
 
@@ -295,8 +318,15 @@ func TestReloadKeepsTheSharedUpstreamStream(t *testing.T) {
 	got := seq(t, s.Bytes())
 	last := got[len(got)-1]
 
-	// The browser comes back with Last-Event-ID to the new config, and
-	// the same upstream stream's replay buffer.
+	// The browser comes back with Last-Event-ID after the hint's delay (a
+	// request sent at once could still reach the old config on its HTTP/2
+	// connection, which would end it at once with another hint), to the new
+	// config and the same upstream stream's replay buffer.
+	_, _, retry := testcaddy.ParseEvents(s.Bytes())
+	if retry < 1000 || retry > 2000 {
+		t.Fatalf("reload ended the stream with retry %d, want 1000–2000", retry)
+	}
+	time.Sleep(time.Duration(retry) * time.Millisecond)
 	again := testcaddy.Open(t, c, url, http.Header{"Accept": {"text/event-stream"}, "Last-Event-ID": {strconv.Itoa(last)}})
 	waitSeq(t, again, 5)
 	if resumed := seq(t, again.Bytes()); resumed[0] != last+1 {
@@ -308,4 +338,14 @@ func TestReloadKeepsTheSharedUpstreamStream(t *testing.T) {
 	if n := b.reqs.Load(); n != 1 {
 		t.Errorf("upstream got %d requests across the reload, want 1", n)
 	}
+}
+
+func grepMetrics(m string) string {
+	var out []string
+	for _, l := range strings.Split(m, "\n") {
+		if strings.HasPrefix(l, "caddy_sse_proxy") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -170,7 +170,7 @@ func (h *Hub) subscribe(lastEventID string) *Sub {
 	}
 	if h.state == closed {
 		s.closed = true
-		s.notify()
+		s.notify() // s is not shared yet: no lock needed
 	}
 	return s
 }
@@ -224,8 +224,8 @@ func (h *Hub) close() {
 		for s := range h.subs {
 			s.mu.Lock()
 			s.closed = true
-			s.mu.Unlock()
 			s.notify()
+			s.mu.Unlock()
 		}
 		if h.linger != nil {
 			h.linger.Stop()
@@ -301,11 +301,16 @@ func (h *Hub) finalBody(p []byte) {
 }
 
 // Sub is one client's subscription: a queue the hub appends whole events to
-// and the client's own goroutine drains, so that a slow client never holds
-// up anyone else.
+// and a goroutine of the client's drains, so that a slow client never holds
+// up anyone else. That goroutine is either the client's handler, woken by
+// Signal, or (Wake) one started whenever the queue fills from empty.
 type Sub struct {
 	hub    *Hub
 	signal chan struct{} // a token: there is something to take
+	// wake, when set, starts a goroutine to drain the queue, instead of a
+	// token on signal; running is true while that goroutine runs.
+	wake    func()
+	running bool
 
 	mu      sync.Mutex
 	queue   []byte
@@ -337,11 +342,49 @@ func (s *Sub) cut() {
 	}
 }
 
+// notify tells the drainer there is something to take. Callers hold s.mu.
 func (s *Sub) notify() {
+	if s.wake != nil {
+		if !s.running {
+			s.running = true
+			s.wake()
+		}
+		return
+	}
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
+}
+
+// Wake switches the subscription from Signal to wake: from now on, when
+// there is something to take and no drainer runs, wake is called (with the
+// subscription's lock held, so it must only start a goroutine) and that
+// goroutine drains with TakeOrRest. A client served this way has no
+// goroutine of its own while idle.
+func (s *Sub) Wake(wake func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wake = wake
+	if len(s.queue) > 0 || s.evicted || s.closed {
+		s.notify()
+	}
+}
+
+// TakeOrRest is Take for a drainer that Wake started: when there is
+// nothing to take, the drainer is done (rest is true) and the next event
+// starts a new one. Once the client is evicted or the hub closed, the
+// drainer gets that news once and none starts again.
+func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 && !s.evicted && !s.closed {
+		s.running = false
+		return nil, false, false, true
+	}
+	batch = s.queue
+	s.queue, s.spare = s.spare[:0], nil
+	return batch, s.evicted, s.closed, false
 }
 
 // push queues an event, or evicts the client when its queue is full.
