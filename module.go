@@ -517,7 +517,9 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		_, err := sw.Write(body)
 		return err
 	}
-	if detach && !sw.Ended() {
+	// A Content-Encoding that went out is a handler before this one
+	// (encode) compressing the stream: its bytes must keep going through it.
+	if detach && !sw.Ended() && w.Header().Get("Content-Encoding") == "" {
 		// The header (and retry field) went out; the rest is ours.
 		// Bytes the client sent after its request, if any, are dropped
 		// with net/http's buffers: a stream's connection takes no more

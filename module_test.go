@@ -98,13 +98,20 @@ func TestEncodeLeavesTheStreamAlone(t *testing.T) {
 		// The middleware alone runs before encode, which then wraps
 		// reverse_proxy: the stream request must not invite compression.
 		"encode inside": "encode gzip zstd\nsse_proxy {\n\theartbeat 1m\n}\nreverse_proxy %s",
+		// A shared HTTP/1.1 client's connection is taken over from under
+		// encode's writer.
+		"shared HTTP/1.1": "encode gzip zstd\nsse_proxy %s {\n\tshare\n}",
 	} {
 		t.Run(name, func(t *testing.T) {
 			testcaddy.LeakCheck(t)
 			next := make(chan struct{})
 			up := newUpstream(t, script("data: first\n\n", next, "data: second\n\n"))
 			base := startSite(t, fmt.Sprintf(site, up.addr()))
-			s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), base+"/events",
+			proto := testcaddy.H2
+			if strings.HasPrefix(name, "shared") {
+				proto = testcaddy.H1
+			}
+			s := testcaddy.Open(t, testcaddy.Client(t, proto), base+"/events",
 				http.Header{"Accept-Encoding": {"gzip, zstd"}, "Accept": {"text/event-stream"}})
 			if ce := s.Resp.Header.Get("Content-Encoding"); ce != "" {
 				t.Fatalf("stream compressed with %s", ce)
