@@ -80,6 +80,13 @@ type sites struct {
 // auth_header).
 func startSites(t *testing.T, up *upstream, sseOptions ...string) sites {
 	t.Helper()
+	return startSitesWith(t, up, "", sseOptions...)
+}
+
+// startSitesWith is startSites with the stream site's protocols set (such
+// as "h1"); empty means the usual h1, h2 and h3.
+func startSitesWith(t *testing.T, up *upstream, streamProtocols string, sseOptions ...string) sites {
+	t.Helper()
 	root, err := filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +104,12 @@ func startSites(t *testing.T, up *upstream, sseOptions ...string) sites {
 	for _, o := range sseOptions {
 		fmt.Fprintf(&opts, "\t\t%s\n", o)
 	}
-	cf := testcaddy.GlobalOptions + static(s.App) + static(s.Other) + fmt.Sprintf(`%s {
+	global := testcaddy.GlobalOptions
+	if streamProtocols != "" {
+		port := s.Stream[strings.LastIndex(s.Stream, ":"):]
+		global = strings.Replace(global, "\tservers {", fmt.Sprintf("\tservers %s {\n\t\tprotocols %s\n\t}\n\tservers {", port, streamProtocols), 1)
+	}
+	cf := global + static(s.App) + static(s.Other) + fmt.Sprintf(`%s {
 	tls {CERT} {KEY}
 	# Lets the app origin read the stream's resource timing.
 	header Timing-Allow-Origin %s
