@@ -28,6 +28,34 @@ func goroutinesIn(fn string) int {
 	return n
 }
 
+// sharedSite starts an upstream that sends an event every interval and a
+// Caddy site that shares it with the given extra subdirectives.
+func sharedSite(t *testing.T, interval time.Duration, extra string) (*broadcaster, string) {
+	t.Helper()
+	b := &broadcaster{interval: interval}
+	up := newUpstream(t, b.handler)
+	return b, startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n"+extra+"}")
+}
+
+// rawRequest sends a GET for the stream in the given HTTP version on a TLS
+// connection of its own and reads the response header.
+func rawRequest(t *testing.T, base, version string) (net.Conn, *http.Response) {
+	t.Helper()
+	addr := strings.TrimPrefix(base, "https://")
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /events %s\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", version, addr)
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, resp
+}
+
 const (
 	handlerFrame = "caddy-sse-proxy.(*Handler).ServeHTTP"
 	watchFrame   = "caddy-sse-proxy/share.(*connClient).watch"
@@ -40,9 +68,7 @@ const (
 // still flow between events.
 func TestSharedHTTP1ClientsKeepNoHandlerGoroutine(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 400 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\theartbeat 100ms\n\tretry 1500ms\n}")
+	b, base := sharedSite(t, 400*time.Millisecond, "\theartbeat 100ms\n\tretry 1500ms\n")
 	c := testcaddy.Client(t, testcaddy.H1)
 	const clients = 20
 	var streams []*testcaddy.Stream
@@ -85,9 +111,7 @@ func TestSharedHTTP1ClientsKeepNoHandlerGoroutine(t *testing.T) {
 // that the HTTP/1.1 count above can fail).
 func TestSharedHTTP2ClientsKeepTheirHandler(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 50 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n}")
+	_, base := sharedSite(t, 50*time.Millisecond, "")
 	c := testcaddy.Client(t, testcaddy.H2)
 	for i := 0; i < 5; i++ {
 		waitSeq(t, testcaddy.Open(t, c, base+"/events", sseAccept), 1)
@@ -105,9 +129,7 @@ func TestSharedHTTP2ClientsKeepTheirHandler(t *testing.T) {
 // the reload test over HTTP/1.1).
 func TestSharedHTTP1ClientEndsAtMaxAge(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 20 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\tmax_age 300ms\n\tretry 1s\n}")
+	_, base := sharedSite(t, 20*time.Millisecond, "\tmax_age 300ms\n\tretry 1s\n")
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H1), base+"/events", sseAccept)
 	start := time.Now()
 	if err := s.WaitEnd(t, wait); err != io.EOF {
@@ -128,21 +150,8 @@ func TestSharedHTTP1ClientEndsAtMaxAge(t *testing.T) {
 // has no chunked coding), with the same events.
 func TestSharedHTTP10ClientGetsACloseDelimitedBody(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 20 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\tmax_age 300ms\n}")
-	addr := strings.TrimPrefix(base, "https://")
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /events HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
-	_ = conn.SetReadDeadline(time.Now().Add(wait))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := sharedSite(t, 20*time.Millisecond, "\tmax_age 300ms\n")
+	_, resp := rawRequest(t, base, "HTTP/1.0")
 	if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 || resp.ContentLength != -1 {
 		t.Fatalf("got %d te=%v length=%d, want 200 with a body up to the close", resp.StatusCode, resp.TransferEncoding, resp.ContentLength)
 	}
@@ -159,21 +168,10 @@ func TestSharedHTTP10ClientGetsACloseDelimitedBody(t *testing.T) {
 // that keeps sending is cut off.
 func TestSharedHTTP1ClientThatKeepsSendingIsCutOff(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 50 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n}")
-	addr := strings.TrimPrefix(base, "https://")
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
-	r := bufio.NewReader(conn)
-	_ = conn.SetReadDeadline(time.Now().Add(wait))
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("answer %v, %v", resp, err)
+	_, base := sharedSite(t, 50*time.Millisecond, "")
+	conn, resp := rawRequest(t, base, "HTTP/1.1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("answer %v", resp)
 	}
 	go func() {
 		junk := make([]byte, 1024)
