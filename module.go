@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -508,7 +509,8 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	for k, v := range header {
 		sw.Header()[k] = v
 	}
-	detach := stream && up.ProtoMajor == 1 && canHijack(w)
+	hijacker := innermostHijacker(w)
+	detach := stream && up.ProtoMajor == 1 && hijacker != nil
 	if detach {
 		sw.CloseConnection()
 	}
@@ -524,9 +526,12 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		// Bytes the client sent after its request, if any, are dropped
 		// with net/http's buffers: a stream's connection takes no more
 		// requests.
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		hijack := func() (net.Conn, error) {
+			conn, _, err := hijacker.Hijack()
+			return conn, err
+		}
+		if conn, err := sw.Detach(hijack, up.ProtoAtLeast(1, 1)); err == nil {
 			detached = true
-			sw.Detach(conn, up.ProtoAtLeast(1, 1))
 			opts := share.ConnOptions{Hint: h.reconnectHint, Grace: endGrace}
 			if h.MaxAge > 0 {
 				opts.MaxAge = max(time.Until(born.Add(time.Duration(h.MaxAge))), time.Nanosecond)
@@ -569,17 +574,23 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	}
 }
 
-// canHijack reports whether the connection of w can be taken over.
-func canHijack(w http.ResponseWriter) bool {
+// innermostHijacker returns the innermost writer under w that can hand its
+// connection over (net/http's own response), or nil. The wrappers on the
+// way are passed by: Caddy's response recorder, for one, would wrap the
+// connection to count the bytes written for the access log, keeping
+// net/http's response and its buffers alive and racing with the log's read
+// of the count. The access log has the request when the client joins.
+func innermostHijacker(w http.ResponseWriter) http.Hijacker {
+	var found http.Hijacker
 	for {
-		switch t := w.(type) {
-		case http.Hijacker:
-			return true
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = t.Unwrap()
-		default:
-			return false
+		if h, ok := w.(http.Hijacker); ok {
+			found = h
 		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return found
+		}
+		w = u.Unwrap()
 	}
 }
 

@@ -187,3 +187,28 @@ func TestSharedHTTP1ClientThatKeepsSendingIsCutOff(t *testing.T) {
 		t.Fatalf("a client sending junk was not cut off within %v", wait)
 	}
 }
+
+// With an access log, Caddy's response recorder wraps the writer; the
+// connection is still taken from net/http itself, not through the recorder
+// (whose wrapped connection would keep net/http's buffers alive and count
+// bytes the log reads concurrently; -race would flag that).
+func TestSharedHTTP1ClientsWithAnAccessLog(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 5 * time.Millisecond}
+	up := newUpstream(t, b.handler)
+	base := startSite(t, "log {\n\toutput discard\n}\nsse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n}")
+	c := testcaddy.Client(t, testcaddy.H1)
+	var streams []*testcaddy.Stream
+	for i := 0; i < 5; i++ {
+		streams = append(streams, testcaddy.Open(t, c, base+"/events", sseAccept))
+	}
+	for _, s := range streams {
+		waitSeq(t, s, 20)
+	}
+	if n := goroutinesIn(watchFrame); n != 5 {
+		t.Errorf("%d connection watchers for 5 clients, want 5", n)
+	}
+	if n := goroutinesIn("caddyhttp.(*hijackedConn)"); n != 0 {
+		t.Errorf("%d goroutines use the recorder's wrapped connection, want 0", n)
+	}
+}

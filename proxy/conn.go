@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strconv"
@@ -20,7 +21,11 @@ import (
 // collect in a pooled buffer and go out in one system call per flush, so an
 // idle stream holds no buffer.
 type connWriter struct {
-	conn    net.Conn
+	conn net.Conn
+	// raw is the TCP connection under conn's TLS, if any: closing it
+	// ends the connection at once, without a TLS close_notify (a write
+	// that can block on a full connection).
+	raw     net.Conn
 	chunked bool
 	pending *[]byte   // framed bytes not yet written; nil when none
 	until   time.Time // the write deadline set last
@@ -30,6 +35,18 @@ type connWriter struct {
 // block: a client whose connection takes no bytes for that long is gone,
 // and ending its stream must not wait for it forever.
 const stallTimeout = time.Minute
+
+func newConnWriter(conn net.Conn, chunked bool) *connWriter {
+	return &connWriter{conn: conn, raw: RawConn(conn), chunked: chunked}
+}
+
+// RawConn returns the TCP connection under a TLS connection, or conn.
+func RawConn(conn net.Conn) net.Conn {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return conn
+}
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
@@ -61,7 +78,10 @@ func (c *connWriter) Write(p []byte) (int, error) {
 }
 
 // FlushError writes what Write collected, in one call. The write deadline
-// is moved on only every half stallTimeout, not on every write.
+// is moved on only every half stallTimeout, not on every write. A failed
+// write closes the connection: nothing more can be sent on it (a TLS
+// connection whose write failed is broken for good), and whoever waits on
+// the connection learns that the client is gone.
 func (c *connWriter) FlushError() error {
 	if c.pending == nil {
 		return nil
@@ -72,6 +92,9 @@ func (c *connWriter) FlushError() error {
 	}
 	_, err := c.conn.Write(*c.pending)
 	c.release()
+	if err != nil {
+		_ = c.raw.Close()
+	}
 	return err
 }
 
@@ -86,6 +109,10 @@ func (c *connWriter) release() {
 
 // close ends the body (with the last, empty chunk) and closes the
 // connection. The last write gets a second: the stream is over either way.
+// Only when it went through is a TLS connection closed politely (with a
+// close_notify, which crypto/tls gives up to five seconds); otherwise the
+// raw connection is closed at once, so that ending many streams (reload,
+// shutdown) is not held up by clients that stopped reading.
 func (c *connWriter) close() {
 	if c.chunked {
 		if c.pending == nil {
@@ -95,9 +122,14 @@ func (c *connWriter) close() {
 	}
 	c.until = time.Now().Add(time.Second)
 	_ = c.conn.SetWriteDeadline(c.until)
+	var err error
 	if c.pending != nil {
-		_, _ = c.conn.Write(*c.pending)
+		_, err = c.conn.Write(*c.pending)
 		c.release()
+	}
+	if err != nil {
+		_ = c.raw.Close()
+		return
 	}
 	_ = c.conn.Close()
 }

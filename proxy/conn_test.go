@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +41,9 @@ func loopback(t *testing.T) (server, client net.Conn) {
 func TestDetachedStreamWritesChunksAndEndsTheBody(t *testing.T) {
 	server, client := loopback(t)
 	w, _, _ := startStream(t, &Options{Heartbeat: time.Hour}, nil)
-	w.Detach(server, true)
+	if _, err := w.Detach(func() (net.Conn, error) { return server, nil }, true); err != nil {
+		t.Fatal(err)
+	}
 	for _, ev := range []string{"data: one\n\n", "id: 2\ndata: two\n\n"} {
 		if _, err := w.Write([]byte(ev)); err != nil {
 			t.Fatal(err)
@@ -72,7 +76,10 @@ func TestDetachedStreamWritesChunksAndEndsTheBody(t *testing.T) {
 func TestDetachedHeartbeatIsOneWrite(t *testing.T) {
 	server, client := loopback(t)
 	w, rec, _ := startStream(t, &Options{Heartbeat: time.Hour}, nil)
-	w.Detach(server, false) // HTTP/1.0: the body runs to the close
+	// HTTP/1.0: the body runs to the close.
+	if _, err := w.Detach(func() (net.Conn, error) { return server, nil }, false); err != nil {
+		t.Fatal(err)
+	}
 	forceTick(w, rec)
 	w.Abort(ReasonEvicted)
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -84,6 +91,95 @@ func TestDetachedHeartbeatIsOneWrite(t *testing.T) {
 		t.Fatalf("the detached stream still wrote %q to the old writer", got)
 	}
 }
+
+// A stream that is ending or ended, or whose header did not go out, stays
+// where it is: its connection is not taken over.
+func TestDetachRefusesAStreamThatCannotGoOn(t *testing.T) {
+	hijack := func() (net.Conn, error) {
+		t.Fatal("hijack called for a stream that cannot be detached")
+		return nil, nil
+	}
+	ended, _, _ := startStream(t, &Options{}, nil)
+	ended.End([]byte("retry: 1000\n\n"), time.Second, ReasonShutdown)
+	if _, err := ended.Detach(hijack, true); err != ErrNotDetachable {
+		t.Errorf("ended stream: %v, want ErrNotDetachable", err)
+	}
+	ending, _, _ := startStream(t, &Options{}, nil)
+	_, _ = ending.Write([]byte("data: half"))
+	ending.End(nil, time.Hour, ReasonShutdown) // waits for the boundary
+	if _, err := ending.Detach(hijack, true); err != ErrNotDetachable {
+		t.Errorf("ending stream: %v, want ErrNotDetachable", err)
+	}
+	broken := NewWriter(&failingFlusher{nopWriter{h: http.Header{"Content-Type": {"text/event-stream"}}}}, &Options{}, "", func() {})
+	broken.WriteHeader(http.StatusOK)
+	defer broken.Close()
+	if _, err := broken.Detach(hijack, true); err != ErrNotDetachable {
+		t.Errorf("stream whose header failed: %v, want ErrNotDetachable", err)
+	}
+}
+
+type failingFlusher struct{ nopWriter }
+
+func (f *failingFlusher) FlushError() error { return io.ErrClosedPipe }
+
+// End from another goroutine (a max_age timer, a reload) while the stream
+// is being detached either ends it before (and it stays) or after (and its
+// connection closes); it never writes to net/http's response once the
+// connection was taken. Run with -race.
+func TestEndRacingDetachClosesTheConnectionOrKeepsTheStream(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		server, client := loopback(t)
+		w, _, _ := startStream(t, &Options{}, nil)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.End([]byte("retry: 1000\n\n"), time.Second, ReasonMaxAge)
+		}()
+		hijacked := false
+		_, err := w.Detach(func() (net.Conn, error) { hijacked = true; return server, nil }, true)
+		<-done
+		if err == nil {
+			// Detached first: the End after it closed the connection.
+			_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			raw, err := io.ReadAll(client)
+			if err != nil || !strings.HasSuffix(string(raw), "0\r\n\r\n") {
+				t.Fatalf("detached, then ended: %q, %v; want the last chunk and the close", raw, err)
+			}
+			w.Release()
+		} else if hijacked {
+			t.Fatal("refused after hijacking")
+		}
+		server.Close()
+		client.Close()
+	}
+}
+
+// A write that fails on a detached stream closes its connection, so that
+// whoever waits on the connection learns that the client is gone even when
+// nothing more is ever written (a quiet stream, a later End that finds the
+// stream closed).
+func TestFailedDetachedWriteClosesTheConnection(t *testing.T) {
+	server, _ := loopback(t)
+	stuck := &stuckConn{Conn: server}
+	w, _, _ := startStream(t, &Options{Heartbeat: time.Hour}, nil)
+	if _, err := w.Detach(func() (net.Conn, error) { return stuck, nil }, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("data: x\n\n")); err == nil {
+		t.Fatal("write to a stuck connection succeeded")
+	}
+	// The raw connection (here: the same) was closed: reading it fails.
+	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("connection still open after a failed write: read gives %v", err)
+	}
+	w.Release()
+}
+
+// stuckConn is a connection whose writes time out.
+type stuckConn struct{ net.Conn }
+
+func (c *stuckConn) Write([]byte) (int, error) { return 0, os.ErrDeadlineExceeded }
 
 func TestCloseConnectionIsInTheStreamHeader(t *testing.T) {
 	rec := newRecorder()
@@ -117,7 +213,9 @@ func BenchmarkDetachedRelay(b *testing.B) {
 	defer conn.Close()
 	w := NewWriter(&nopWriter{h: http.Header{"Content-Type": {"text/event-stream"}}}, &Options{Heartbeat: time.Hour}, "", func() {})
 	w.WriteHeader(http.StatusOK)
-	w.Detach(conn, true)
+	if _, err := w.Detach(func() (net.Conn, error) { return conn, nil }, true); err != nil {
+		b.Fatal(err)
+	}
 	ev := []byte("id: 1\ndata: " + strings.Repeat("x", 240) + "\n\n")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(ev)))

@@ -138,9 +138,30 @@ func (s *Streams) EndAll(hint func() []byte, grace time.Duration) int {
 	}
 	s.mu.Unlock()
 	// Writers are ended outside s.mu: a writer takes its own lock first and
-	// then s.mu (add, remove), so holding s.mu here could deadlock.
+	// then s.mu (add, remove), so holding s.mu here could deadlock. Each is
+	// ended on a goroutine of its own: ending writes to the client, and a
+	// client that stopped reading must not hold up the others (a detached
+	// stream's write gives up after a second; any other waits for its
+	// handler's write, which may wait for the client). EndAll waits for
+	// them until grace and a second have passed.
+	var wg sync.WaitGroup
 	for _, w := range list {
-		w.End(hint(), grace, ReasonShutdown)
+		wg.Add(1)
+		go func(h []byte) {
+			defer wg.Done()
+			w.End(h, grace, ReasonShutdown)
+		}(hint())
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(grace + time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 	return len(list)
 }

@@ -91,6 +91,7 @@ type Writer struct {
 	held      []byte    // hold mode: the incomplete event
 	oversize  bool      // hold mode: an event too big to hold is streaming through
 	connClose bool      // the header asks to close the connection after the response
+	headerErr bool      // sending the stream's header failed
 	detached  bool      // the stream runs on a hijacked connection (Detach)
 }
 
@@ -149,7 +150,8 @@ func (w *Writer) writeHeader(code int) {
 	if !w.encoded && w.opts.Retry > 0 {
 		w.write(RetryLine(w.opts.Retry))
 	}
-	w.flushNow() // headers go out now: EventSource.onopen fires at once
+	// The header goes out now: EventSource.onopen fires at once.
+	w.headerErr = w.flushNow() != nil
 	w.last = time.Now()
 	if w.opts.Metrics != nil {
 		w.opts.Metrics.streamOpened()
@@ -428,19 +430,36 @@ func (w *Writer) CloseConnection() {
 	w.mu.Unlock()
 }
 
-// Detach moves the stream onto conn, the connection of its HTTP/1.x
-// request, which the caller took from net/http (Hijack) after the header
-// went out; chunked tells whether that header announced chunked transfer
-// coding (it does for an HTTP/1.1 request). From then on the writer frames
-// the body itself and the handler may return: Close does nothing, and the
-// connection's owner calls Release when the stream is over. Ending the
-// stream (End, Abort, reload, shutdown) closes conn.
-func (w *Writer) Detach(conn net.Conn, chunked bool) {
+// ErrNotDetachable is Detach's answer for a stream that cannot move to its
+// connection: not a stream, already ending or ended, or its header was not
+// sent.
+var ErrNotDetachable = errors.New("sse_proxy: stream cannot be detached")
+
+// Detach moves the stream onto the connection of its HTTP/1.x request,
+// which hijack takes over from net/http (http.Hijacker.Hijack, after the
+// header went out); chunked tells whether that header announced chunked
+// transfer coding (it does for an HTTP/1.1 request). hijack runs under the
+// writer's lock, so no heartbeat, End or max-age timer writes to net/http's
+// response in between. From then on the writer frames the body itself and
+// the handler may return: Close does nothing, and the connection's owner
+// calls Release when the stream is over. Ending the stream (End, Abort,
+// reload, shutdown) or a failed write closes the connection. The stream is
+// not detached, and hijack not called, when it is not a stream, is ending
+// or ended, or its header could not be sent (ErrNotDetachable).
+func (w *Writer) Detach(hijack func() (net.Conn, error), chunked bool) (net.Conn, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	cw := &connWriter{conn: conn, chunked: chunked}
+	if w.mode != modeStream || w.ended || w.ending || w.closed || w.headerErr || w.encoded {
+		return nil, ErrNotDetachable
+	}
+	conn, err := hijack()
+	if err != nil {
+		return nil, err
+	}
+	cw := newConnWriter(conn, chunked)
 	w.rw, w.flush, w.cancel = cw, cw.FlushError, cw.close
 	w.detached, w.dirty = true, false
+	return conn, nil
 }
 
 // close stops the timers and unregisters the stream; callers hold mu.

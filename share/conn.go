@@ -1,7 +1,6 @@
 package share
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -52,10 +51,7 @@ type connClient struct {
 // client goes, is evicted, reaches max age, the hub closes for good, or the
 // proxy ends it (reload, shutdown).
 func (s *Sub) ServeConn(sw *proxy.Writer, conn net.Conn, opts ConnOptions) {
-	c := &connClient{sub: s, sw: sw, conn: conn, raw: conn, opts: opts}
-	if tc, ok := conn.(*tls.Conn); ok {
-		c.raw = tc.NetConn()
-	}
+	c := &connClient{sub: s, sw: sw, conn: conn, raw: proxy.RawConn(conn), opts: opts}
 	s.OnEvict(func() {
 		// Not sw.SetReason here: the writer's lock is held by a write
 		// stuck on the full connection, which closing it unblocks.

@@ -94,6 +94,7 @@ type Hub struct {
 	subs      map[*Sub]struct{}
 	linger    *time.Timer
 	closeOnce sync.Once
+	wakes     []func() // publish's list of drainers to start, kept for reuse
 }
 
 func newHub(key string, cfg *Config) *Hub {
@@ -170,7 +171,7 @@ func (h *Hub) subscribe(lastEventID string) *Sub {
 	}
 	if h.state == closed {
 		s.closed = true
-		s.notify() // s is not shared yet: no lock needed
+		s.notify() // s is not shared yet (no lock needed) and has no wake
 	}
 	return s
 }
@@ -221,16 +222,22 @@ func (h *Hub) close() {
 		h.mu.Lock()
 		h.markReady()
 		h.state = closed
+		var wakes []func()
 		for s := range h.subs {
 			s.mu.Lock()
 			s.closed = true
-			s.notify()
+			if wake := s.notify(); wake != nil {
+				wakes = append(wakes, wake)
+			}
 			s.mu.Unlock()
 		}
 		if h.linger != nil {
 			h.linger.Stop()
 		}
 		h.mu.Unlock()
+		for _, wake := range wakes {
+			wake()
+		}
 		h.cancel()
 		if h.cfg.Metrics != nil {
 			h.cfg.Metrics.hubs.Dec()
@@ -254,14 +261,25 @@ func (h *Hub) Answer() (status int, header http.Header, stream bool, body []byte
 	return h.status, h.header.Clone(), h.body == nil, h.body, true
 }
 
-// publish adds a complete event to the replay buffer and every queue.
+// publish adds a complete event to the replay buffer and every queue. The
+// drainers that need starting are started after the hub's lock is let go,
+// so that joining and leaving clients do not wait for them. Only the hub's
+// upstream goroutine publishes, so wakes is its own.
 func (h *Hub) publish(ev []byte, id string, own bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.replay.Add(buffer.Event{Data: ev, ID: id, OwnID: own, At: time.Now()}, time.Now())
+	wakes := h.wakes[:0]
 	for s := range h.subs {
-		s.push(ev)
+		if wake := s.push(ev); wake != nil {
+			wakes = append(wakes, wake)
+		}
 	}
+	h.mu.Unlock()
+	for i, wake := range wakes {
+		wake()
+		wakes[i] = nil
+	}
+	h.wakes = wakes
 }
 
 // answer records the upstream's status and header. A stream's clients
@@ -342,32 +360,38 @@ func (s *Sub) cut() {
 	}
 }
 
-// notify tells the drainer there is something to take. Callers hold s.mu.
-func (s *Sub) notify() {
+// notify tells the drainer there is something to take: a token on signal,
+// or, for a subscription served with Wake, the wake function to call (after
+// the locks are let go) when no drainer runs. Callers hold s.mu.
+func (s *Sub) notify() (wake func()) {
 	if s.wake != nil {
 		if !s.running {
 			s.running = true
-			s.wake()
+			return s.wake
 		}
-		return
+		return nil
 	}
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
 // Wake switches the subscription from Signal to wake: from now on, when
-// there is something to take and no drainer runs, wake is called (with the
-// subscription's lock held, so it must only start a goroutine) and that
-// goroutine drains with TakeOrRest. A client served this way has no
-// goroutine of its own while idle.
+// there is something to take and no drainer runs, wake is called (it should
+// start a goroutine) and that goroutine drains with TakeOrRest. A client
+// served this way has no goroutine of its own while idle.
 func (s *Sub) Wake(wake func()) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.wake = wake
+	var start func()
 	if len(s.queue) > 0 || s.evicted || s.closed {
-		s.notify()
+		start = s.notify()
+	}
+	s.mu.Unlock()
+	if start != nil {
+		start()
 	}
 }
 
@@ -387,13 +411,14 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	return batch, s.evicted, s.closed, false
 }
 
-// push queues an event, or evicts the client when its queue is full.
-// Called with the hub's lock held.
-func (s *Sub) push(ev []byte) {
+// push queues an event, or evicts the client when its queue is full. It
+// returns the drainer to start, if any (see notify). Called with the hub's
+// lock held.
+func (s *Sub) push(ev []byte) (wake func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.evicted || s.closed || !s.active {
-		return
+		return nil
 	}
 	if len(s.queue)+len(ev) > s.limit {
 		s.evicted = true
@@ -402,11 +427,10 @@ func (s *Sub) push(ev []byte) {
 			m.evictions.Inc()
 		}
 		go s.cut() // not here: the hub's lock is held
-		s.notify()
-		return
+		return s.notify()
 	}
 	s.queue = append(s.queue, ev...)
-	s.notify()
+	return s.notify()
 }
 
 // Signal is ready to receive when there is something to Take.
