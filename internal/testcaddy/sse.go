@@ -94,6 +94,16 @@ func (s *Stream) Bytes() []byte {
 	return bytes.Clone(s.buf)
 }
 
+// BytesFrom returns a copy of what was received after the first off bytes.
+func (s *Stream) BytesFrom(off int) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off >= len(s.buf) {
+		return nil
+	}
+	return bytes.Clone(s.buf[off:])
+}
+
 // Wait blocks until cond holds for the bytes received so far and the
 // stream's end state (nil while open), or until timeout. It reports whether
 // cond held.
