@@ -509,7 +509,7 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	for k, v := range header {
 		sw.Header()[k] = v
 	}
-	hijacker := innermostHijacker(w)
+	hijacker, _ := innermostHijacker(w)
 	detach := stream && up.ProtoMajor == 1 && hijacker != nil
 	if detach {
 		sw.CloseConnection()
@@ -520,8 +520,11 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		return err
 	}
 	// A Content-Encoding that went out is a handler before this one
-	// (encode) compressing the stream: its bytes must keep going through it.
-	if detach && !sw.Ended() && w.Header().Get("Content-Encoding") == "" {
+	// (encode) compressing the stream, and a recorder that buffers (asked
+	// once the header was written, as it decides then) holds it back: the
+	// stream's bytes must keep going through them.
+	hijacker, buffered := innermostHijacker(w)
+	if detach && !buffered && !sw.Ended() && w.Header().Get("Content-Encoding") == "" {
 		// The header (and retry field) went out; the rest is ours.
 		// Bytes the client sent after its request, if any, are dropped
 		// with net/http's buffers: a stream's connection takes no more
@@ -579,16 +582,24 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 // way are passed by: Caddy's response recorder, for one, would wrap the
 // connection to count the bytes written for the access log, keeping
 // net/http's response and its buffers alive and racing with the log's read
-// of the count. The access log has the request when the client joins.
-func innermostHijacker(w http.ResponseWriter) http.Hijacker {
-	var found http.Hijacker
+// of the count. The access log has the request when the client joins. An
+// outer sse_proxy's writer, which writes of its own, rules the takeover out
+// (nil). buffered reports a wrapper on the way that holds the response back
+// (a buffering recorder, as intercept uses), which also rules it out.
+func innermostHijacker(w http.ResponseWriter) (found http.Hijacker, buffered bool) {
 	for {
+		if b, ok := w.(interface{ Buffered() bool }); ok && b.Buffered() {
+			buffered = true
+		}
 		if h, ok := w.(http.Hijacker); ok {
 			found = h
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
-			return found
+			return found, buffered
+		}
+		if _, ok := w.(*proxy.Writer); ok {
+			return nil, buffered
 		}
 		w = u.Unwrap()
 	}

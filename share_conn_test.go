@@ -212,3 +212,43 @@ func TestSharedHTTP1ClientsWithAnAccessLog(t *testing.T) {
 		t.Errorf("%d goroutines use the recorder's wrapped connection, want 0", n)
 	}
 }
+
+// A client that sends junk while a write to it is stuck (it stopped
+// reading, and client_buffer is too large for eviction to come first) is
+// still cut off at once: the watcher closes the connection before it takes
+// the writer's lock, which the stuck write holds.
+func TestSharedHTTP1ClientCutOffWhileAWriteToItIsStuck(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	b := &broadcaster{interval: 5 * time.Millisecond, size: 64 << 10}
+	up := newUpstream(t, b.handler)
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\tclient_buffer 1GiB\n}")
+	addr := strings.TrimPrefix(base, "https://")
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetReadBuffer(4 << 10)
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
+	deadline := time.Now().Add(wait)
+	for goroutinesIn(watchFrame) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the client was not taken over")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// 12.8 MB/s against a client that reads nothing: within two seconds
+	// every buffer on the way is full and the write to it is stuck.
+	time.Sleep(2 * time.Second)
+	if _, err := raw.Write(make([]byte, 8<<10)); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for goroutinesIn(watchFrame) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that sent 8 KiB was not cut off within 5s while a write to it was stuck")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -26,6 +26,7 @@ type connWriter struct {
 	// ends the connection at once, without a TLS close_notify (a write
 	// that can block on a full connection).
 	raw     net.Conn
+	tls     bool // conn is a TLS connection over raw
 	chunked bool
 	pending *[]byte   // framed bytes not yet written; nil when none
 	until   time.Time // the write deadline set last
@@ -33,11 +34,14 @@ type connWriter struct {
 
 // stallTimeout bounds how long one write to a detached connection may
 // block: a client whose connection takes no bytes for that long is gone,
-// and ending its stream must not wait for it forever.
+// and ending its stream must not wait for it forever. (The deadline is
+// moved on every half stallTimeout, so a write gets between half of it and
+// all of it.)
 const stallTimeout = time.Minute
 
 func newConnWriter(conn net.Conn, chunked bool) *connWriter {
-	return &connWriter{conn: conn, raw: RawConn(conn), chunked: chunked}
+	_, isTLS := conn.(*tls.Conn)
+	return &connWriter{conn: conn, raw: RawConn(conn), tls: isTLS, chunked: chunked}
 }
 
 // RawConn returns the TCP connection under a TLS connection, or conn.
@@ -108,11 +112,10 @@ func (c *connWriter) release() {
 }
 
 // close ends the body (with the last, empty chunk) and closes the
-// connection. The last write gets a second: the stream is over either way.
-// Only when it went through is a TLS connection closed politely (with a
-// close_notify, which crypto/tls gives up to five seconds); otherwise the
-// raw connection is closed at once, so that ending many streams (reload,
-// shutdown) is not held up by clients that stopped reading.
+// connection. The last write gets a second, and so does a TLS close_notify
+// after it (crypto/tls would give that one five): the stream is over either
+// way, and ending many streams (reload, shutdown) must not be held up by
+// clients that stopped reading.
 func (c *connWriter) close() {
 	if c.chunked {
 		if c.pending == nil {
@@ -127,9 +130,11 @@ func (c *connWriter) close() {
 		_, err = c.conn.Write(*c.pending)
 		c.release()
 	}
-	if err != nil {
+	if err != nil || !c.tls {
 		_ = c.raw.Close()
 		return
 	}
+	cut := time.AfterFunc(time.Second, func() { _ = c.raw.Close() })
 	_ = c.conn.Close()
+	cut.Stop()
 }

@@ -143,7 +143,9 @@ func (s *Streams) EndAll(hint func() []byte, grace time.Duration) int {
 	// client that stopped reading must not hold up the others (a detached
 	// stream's write gives up after a second; any other waits for its
 	// handler's write, which may wait for the client). EndAll waits for
-	// them until grace and a second have passed.
+	// them until grace and a second have passed, so it may return before
+	// a stream stuck in a write has ended; that stream ends when its write
+	// gives up.
 	var wg sync.WaitGroup
 	for _, w := range list {
 		wg.Add(1)

@@ -88,11 +88,13 @@ func (c *connClient) watch() {
 // left; the writer counts the stream as ended.
 func (c *connClient) gone() {
 	c.once.Do(func() {
+		// Close first: a write stuck on the connection holds the writer's
+		// lock, which SetReason and Release take.
+		_ = c.raw.Close()
 		if c.evicted.Load() {
 			c.sw.SetReason(proxy.ReasonEvicted)
 		}
 		c.sw.SetReason(proxy.ReasonClientGone)
-		_ = c.raw.Close()
 		if c.age != nil {
 			c.age.Stop()
 		}

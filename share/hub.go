@@ -325,12 +325,12 @@ func (h *Hub) finalBody(p []byte) {
 type Sub struct {
 	hub    *Hub
 	signal chan struct{} // a token: there is something to take
+
+	mu sync.Mutex
 	// wake, when set, starts a goroutine to drain the queue, instead of a
 	// token on signal; running is true while that goroutine runs.
 	wake    func()
 	running bool
-
-	mu      sync.Mutex
 	queue   []byte
 	spare   []byte
 	limit   int
@@ -404,6 +404,13 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 && !s.evicted && !s.closed {
 		s.running = false
+		// An idle client keeps no large buffer from a burst.
+		if cap(s.queue) > 4<<10 {
+			s.queue = nil
+		}
+		if cap(s.spare) > 4<<10 {
+			s.spare = nil
+		}
 		return nil, false, false, true
 	}
 	batch = s.queue
