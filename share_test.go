@@ -271,7 +271,8 @@ func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
 
-	// It is evicted, and the fast clients are then the only subscribers.
+	// It is evicted, and the fast clients are then the only subscribers (of
+	// any stream: other tests' streams have no clients left).
 	// (Counters are the process's: a test run with -count above 1 starts
 	// from the previous run's values.)
 	metric := func() string {
@@ -292,7 +293,8 @@ func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
 	deadline := time.Now().Add(wait)
 	for m := m0; metricValue(m, evictions)-metricValue(m0, evictions) != 1 ||
 		metricValue(m, evicted)-metricValue(m0, evicted) != 1 ||
-		metricValue(m, subs) != 2; m = metric() {
+		metricValue(m, subs) != 2 ||
+		metricValue(m, "caddy_sse_proxy_shared_stream_subscribers_sum") != 2; m = metric() {
 		if time.Now().After(deadline) {
 			t.Fatalf("stalled client not evicted within %v: %s", wait, grepMetrics(m))
 		}

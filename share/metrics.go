@@ -14,6 +14,7 @@ type Metrics struct {
 	replayHits   prometheus.Counter
 	replayMisses prometheus.Counter
 	evictions    prometheus.Counter
+	perStream    prometheus.Collector
 }
 
 // NewMetrics creates the collectors.
@@ -30,12 +31,61 @@ func NewMetrics() *Metrics {
 			Help: "Clients whose Last-Event-ID was unknown or too old; they joined live."}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slow_client_evictions_total",
 			Help: "Clients evicted because their queue exceeded client_buffer."}),
+		perStream: &subscriberHistogram{
+			desc: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "shared_stream_subscribers"),
+				"Clients of each running shared stream (lingering ones count 0), when scraped.", nil, nil),
+			snapshot: subscriberCounts,
+		},
 	}
+}
+
+// subscriberBuckets are the upper bounds of the subscribers-per-stream
+// histogram.
+var subscriberBuckets = []float64{0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000}
+
+// subscriberHistogram is the distribution of subscribers over the running
+// shared streams, made when Prometheus scrapes: nothing is counted per
+// event or per join, and a stream that ended leaves no series behind (a
+// label per stream would).
+type subscriberHistogram struct {
+	desc     *prometheus.Desc
+	snapshot func() []int
+}
+
+func (c *subscriberHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *subscriberHistogram) Collect(ch chan<- prometheus.Metric) {
+	counts := c.snapshot()
+	buckets := make(map[float64]uint64, len(subscriberBuckets))
+	sum := 0
+	for _, n := range counts {
+		sum += n
+		for _, le := range subscriberBuckets {
+			if float64(n) <= le {
+				buckets[le]++ // cumulative: every bound at or above n
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, uint64(len(counts)), float64(sum), buckets)
+}
+
+// subscriberCounts returns the number of clients of every hub in the
+// registry.
+func subscriberCounts() []int {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	counts := make([]int, 0, len(registry))
+	for _, h := range registry {
+		h.mu.Lock()
+		counts = append(counts, len(h.subs))
+		h.mu.Unlock()
+	}
+	return counts
 }
 
 // Register adds the collectors to reg; ones already there are kept.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.hubs, m.subscribers, m.replayHits, m.replayMisses, m.evictions} {
+	for _, c := range []prometheus.Collector{m.hubs, m.subscribers, m.replayHits, m.replayMisses, m.evictions, m.perStream} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
