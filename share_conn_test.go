@@ -222,15 +222,7 @@ func TestSharedHTTP1ClientCutOffWhileAWriteToItIsStuck(t *testing.T) {
 	b := &broadcaster{interval: 5 * time.Millisecond, size: 64 << 10}
 	up := newUpstream(t, b.handler)
 	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\tclient_buffer 1GiB\n}")
-	addr := strings.TrimPrefix(base, "https://")
-	raw, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.(*net.TCPConn).SetReadBuffer(4 << 10)
-	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
+	raw := stalledClient(t, strings.TrimPrefix(base, "https://"))
 	deadline := time.Now().Add(wait)
 	for goroutinesIn(watchFrame) != 1 {
 		if time.Now().After(deadline) {

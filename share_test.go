@@ -260,16 +260,7 @@ func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
 	}
 	follower := follow(t, fast)
 
-	// The stalled client: HTTP/1.1 on a raw connection with a small
-	// receive buffer, which sends its request and never reads again.
-	raw, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.(*net.TCPConn).SetReadBuffer(4 << 10)
-	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
+	stalledClient(t, addr)
 
 	// It is evicted, and the fast clients are then the only subscribers (of
 	// any stream: other tests' streams have no clients left).
@@ -448,6 +439,22 @@ func reloadKeepsTheSharedUpstreamStream(t *testing.T, p testcaddy.Proto) {
 	if n := b.reqs.Load(); n != 1 {
 		t.Errorf("upstream got %d requests across the reload, want 1", n)
 	}
+}
+
+// stalledClient opens a stream that is never read: HTTP/1.1 over TLS on a
+// connection with a small receive buffer, which sends its request and
+// nothing more. It returns the TCP connection under the TLS.
+func stalledClient(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.(*net.TCPConn).SetReadBuffer(4 << 10)
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", addr)
+	return raw
 }
 
 // metricValue is the value of the metric line that starts with name, or 0.
