@@ -28,13 +28,17 @@ func goroutinesIn(fn string) int {
 	return n
 }
 
-// sharedSite starts an upstream that sends an event every interval and a
-// Caddy site that shares it with the given extra subdirectives.
-func sharedSite(t *testing.T, interval time.Duration, extra string) (*broadcaster, string) {
+// sharedSite starts b as the upstream and a Caddy site that shares it,
+// with the given sse_proxy subdirectives after share (one per line), and
+// the given site directives before sse_proxy.
+func sharedSite(t *testing.T, b *broadcaster, site string, subdirectives ...string) string {
 	t.Helper()
-	b := &broadcaster{interval: interval}
 	up := newUpstream(t, b.handler)
-	return b, startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n"+extra+"}")
+	block := "\tshare\n"
+	for _, d := range subdirectives {
+		block += "\t" + d + "\n"
+	}
+	return startSite(t, site+"sse_proxy "+up.addr()+" {\n"+block+"}")
 }
 
 // rawRequest sends a GET for the stream in the given HTTP version on a TLS
@@ -68,7 +72,8 @@ const (
 // still flow between events.
 func TestSharedHTTP1ClientsKeepNoHandlerGoroutine(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b, base := sharedSite(t, 400*time.Millisecond, "\theartbeat 100ms\n\tretry 1500ms\n")
+	b := &broadcaster{interval: 400 * time.Millisecond}
+	base := sharedSite(t, b, "", "share_linger 100ms", "heartbeat 100ms", "retry 1500ms")
 	c := testcaddy.Client(t, testcaddy.H1)
 	const clients = 20
 	var streams []*testcaddy.Stream
@@ -111,7 +116,7 @@ func TestSharedHTTP1ClientsKeepNoHandlerGoroutine(t *testing.T) {
 // that the HTTP/1.1 count above can fail).
 func TestSharedHTTP2ClientsKeepTheirHandler(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	_, base := sharedSite(t, 50*time.Millisecond, "")
+	base := sharedSite(t, &broadcaster{interval: 50 * time.Millisecond}, "", "share_linger 100ms")
 	c := testcaddy.Client(t, testcaddy.H2)
 	for i := 0; i < 5; i++ {
 		waitSeq(t, testcaddy.Open(t, c, base+"/events", sseAccept), 1)
@@ -129,7 +134,7 @@ func TestSharedHTTP2ClientsKeepTheirHandler(t *testing.T) {
 // the reload test over HTTP/1.1).
 func TestSharedHTTP1ClientEndsAtMaxAge(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	_, base := sharedSite(t, 20*time.Millisecond, "\tmax_age 300ms\n\tretry 1s\n")
+	base := sharedSite(t, &broadcaster{interval: 20 * time.Millisecond}, "", "share_linger 100ms", "max_age 300ms", "retry 1s")
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H1), base+"/events", sseAccept)
 	start := time.Now()
 	if err := s.WaitEnd(t, wait); err != io.EOF {
@@ -150,7 +155,7 @@ func TestSharedHTTP1ClientEndsAtMaxAge(t *testing.T) {
 // has no chunked coding), with the same events.
 func TestSharedHTTP10ClientGetsACloseDelimitedBody(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	_, base := sharedSite(t, 20*time.Millisecond, "\tmax_age 300ms\n")
+	base := sharedSite(t, &broadcaster{interval: 20 * time.Millisecond}, "", "share_linger 100ms", "max_age 300ms")
 	_, resp := rawRequest(t, base, "HTTP/1.0")
 	if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 || resp.ContentLength != -1 {
 		t.Fatalf("got %d te=%v length=%d, want 200 with a body up to the close", resp.StatusCode, resp.TransferEncoding, resp.ContentLength)
@@ -168,7 +173,7 @@ func TestSharedHTTP10ClientGetsACloseDelimitedBody(t *testing.T) {
 // that keeps sending is cut off.
 func TestSharedHTTP1ClientThatKeepsSendingIsCutOff(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	_, base := sharedSite(t, 50*time.Millisecond, "")
+	base := sharedSite(t, &broadcaster{interval: 50 * time.Millisecond}, "", "share_linger 100ms")
 	conn, resp := rawRequest(t, base, "HTTP/1.1")
 	if resp.StatusCode != 200 {
 		t.Fatalf("answer %v", resp)
@@ -194,9 +199,7 @@ func TestSharedHTTP1ClientThatKeepsSendingIsCutOff(t *testing.T) {
 // bytes the log reads concurrently; -race would flag that).
 func TestSharedHTTP1ClientsWithAnAccessLog(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 5 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "log {\n\toutput discard\n}\nsse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n}")
+	base := sharedSite(t, &broadcaster{interval: 5 * time.Millisecond}, "log {\n\toutput discard\n}\n", "share_linger 100ms")
 	c := testcaddy.Client(t, testcaddy.H1)
 	var streams []*testcaddy.Stream
 	for i := 0; i < 5; i++ {
@@ -219,9 +222,7 @@ func TestSharedHTTP1ClientsWithAnAccessLog(t *testing.T) {
 // the writer's lock, which the stuck write holds.
 func TestSharedHTTP1ClientCutOffWhileAWriteToItIsStuck(t *testing.T) {
 	testcaddy.LeakCheck(t)
-	b := &broadcaster{interval: 5 * time.Millisecond, size: 64 << 10}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\tclient_buffer 1GiB\n}")
+	base := sharedSite(t, &broadcaster{interval: 5 * time.Millisecond, size: 64 << 10}, "", "share_linger 100ms", "client_buffer 1GiB")
 	raw := stalledClient(t, strings.TrimPrefix(base, "https://"))
 	deadline := time.Now().Add(wait)
 	for goroutinesIn(watchFrame) != 1 {

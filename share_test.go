@@ -110,8 +110,7 @@ func TestHundredClientsShareOneUpstreamRequest(t *testing.T) {
 func hundredClientsShareOneUpstreamRequest(t *testing.T, p testcaddy.Proto) {
 	testcaddy.LeakCheck(t)
 	b := &broadcaster{interval: 20 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 200ms\n}")
+	base := sharedSite(t, b, "", "share_linger 200ms")
 	c := testcaddy.Client(t, p)
 	var streams []*testcaddy.Stream
 	for i := 0; i < 100; i++ {
@@ -183,8 +182,7 @@ func TestClientsOwnCookiesKeepUsersApart(t *testing.T) {
 func TestReconnectingClientGetsExactlyTheMissedEvents(t *testing.T) {
 	testcaddy.LeakCheck(t)
 	b := &broadcaster{interval: 20 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n}")
+	base := sharedSite(t, b, "")
 	c := testcaddy.Client(t, testcaddy.H2)
 	keep := testcaddy.Open(t, c, base+"/events", sseAccept) // keeps the stream going
 	first := testcaddy.Open(t, c, base+"/events", sseAccept)
@@ -217,8 +215,7 @@ func TestLastClientLeavingCancelsUpstreamAfterLinger(t *testing.T) {
 func lastClientLeavingCancelsUpstreamAfterLinger(t *testing.T, p testcaddy.Proto) {
 	testcaddy.LeakCheck(t)
 	b := &broadcaster{interval: 20 * time.Millisecond}
-	up := newUpstream(t, b.handler)
-	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 500ms\n}")
+	base := sharedSite(t, b, "", "share_linger 500ms")
 	c := testcaddy.Client(t, p)
 	s := testcaddy.Open(t, c, base+"/events", sseAccept)
 	waitSeq(t, s, 2)
