@@ -181,15 +181,28 @@ clear_env = yes
 	t.Setenv("SITE", origin)
 	t.Setenv("PHP_ROOT", root)
 	t.Setenv("PHP_FPM", "unix/"+sock)
+	// php-fpm answers its status page only when SCRIPT_NAME is its path and
+	// SCRIPT_FILENAME names a file that exists (else cgi.fix_pathinfo
+	// rewrites SCRIPT_NAME): an empty one, outside the app's root.
+	statusRoot := filepath.Join(dir, "status")
+	if err := os.Mkdir(statusRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(statusRoot, "fpm-status"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cf := exampleCaddyfile(t, "php_fastcgi/Caddyfile") + fmt.Sprintf(`
 # Test only: php-fpm's status page, straight from the pool.
 %s {
+	root * %s
 	rewrite * /fpm-status
 	reverse_proxy unix/%s {
-		transport fastcgi
+		transport fastcgi {
+			split /fpm-status
+		}
 	}
 }
-`, status, sock)
+`, status, statusRoot, sock)
 	testcaddy.Start(t, cf)
 
 	return &legacyBackend{
