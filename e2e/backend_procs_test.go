@@ -34,7 +34,8 @@ func needTool(t *testing.T, what string, err error) {
 // there are several; $E2E_PHP_FPM overrides it.
 func phpFPMBinary() (string, error) {
 	if p := os.Getenv("E2E_PHP_FPM"); p != "" {
-		return p, nil
+		_, err := os.Stat(p)
+		return p, err
 	}
 	found, _ := filepath.Glob("/usr/sbin/php-fpm*")
 	if len(found) == 0 {
