@@ -39,6 +39,11 @@ var env = map[string]map[string]string{
 		"CORS_ORIGIN": "https://app.example.com https://admin.example.com",
 		"HEARTBEAT":   "15s",
 	},
+	"backends/Caddyfile": {
+		"SITE":     "localhost",
+		"UPSTREAM": "127.0.0.1:3000",
+		"WWW":      "/var/www/html",
+	},
 	"php_fastcgi/Caddyfile": {
 		"SITE":     "localhost",
 		"PHP_ROOT": "/var/www/html",
