@@ -140,7 +140,7 @@ func TestUpstreamRestartMidStreamLosesAndRepeatsNothing(t *testing.T) {
 			before := len(s.Bytes())
 			// While the upstream is down the client's stream stays open and
 			// gets heartbeats.
-			s.WaitFor(t, string(s.Bytes()[:before])+":\n\n", wait)
+			s.WaitFor(t, string(s.Bytes()[:before])+":\n", wait)
 			up.start()
 			waitEvents(t, s, 40)
 			if err := s.Err(); err != nil {
@@ -378,7 +378,7 @@ func TestReloadThroughAdminAPIEndsStreams(t *testing.T) {
 		}
 	}
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), base, nil)
-	s.WaitFor(t, "retry: 3000\n\n", wait)
+	s.WaitFor(t, "retry: 3000\n", wait)
 }
 
 func certPath(t *testing.T, i int) string {

@@ -224,9 +224,19 @@ func ParseEvents(b []byte) (events []Event, comments []string, retry int) {
 	return events, comments, retry
 }
 
-// StripHeartbeats removes the proxy's heartbeat lines (":\n\n") from b.
+// StripHeartbeats removes the proxy's heartbeat lines (":\n", a comment
+// line with no text) from b. Only whole lines go: a ":\n" that ends a
+// field's line stays.
 func StripHeartbeats(b []byte) []byte {
-	return bytes.ReplaceAll(b, []byte(":\n\n"), nil)
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		line, rest, found := bytes.Cut(b, []byte("\n"))
+		if !found || string(line) != ":" {
+			out = append(out, b[:len(b)-len(rest)]...)
+		}
+		b = rest
+	}
+	return out
 }
 
 // Drain reads r to the end, for upstream handlers that ignore bodies.
