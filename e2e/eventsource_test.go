@@ -50,9 +50,8 @@ func TestCrossOriginEventSourceReceivesEventsOverH2(t *testing.T) {
 }
 
 // nextHopProtocol is what each engine's resource timing reports for an
-// HTTP/2 stream: WebKitGTK leaves it empty (its network layer, libsoup,
-// does not tell the engine), so there the test asks Caddy instead.
-var nextHopProtocol = map[string]string{"chromium": "h2", "firefox": "h2", "webkit": ""}
+// HTTP/2 stream. (WebKitGTK, with libsoup 3, reports it too.)
+var nextHopProtocol = map[string]string{"chromium": "h2", "firefox": "h2", "webkit": "h2"}
 
 // timing is a resource timing entry of the test page.
 type timing struct {
@@ -128,7 +127,12 @@ func TestHeartbeatsDuringSilenceDispatchNothingAndSplitEventArrivesWhole(t *test
 		}
 		body := finishedTimings(t, page, s.StreamURL)[0].Body
 		extra := body - sent
-		if extra%2 != 0 || extra/2 < 2 {
+		if e.name == "webkit" {
+			// WebKit reports no body size for an EventSource's request.
+			if body != 0 {
+				t.Errorf("WebKit reports decodedBodySize %d for the stream, want 0 (update the README if WebKit now reports it)", body)
+			}
+		} else if extra%2 != 0 || extra/2 < 2 {
 			t.Errorf("the browser received %d body bytes; the upstream sent %d: want at least 2 heartbeats of 2 bytes on top", body, sent)
 		}
 	})

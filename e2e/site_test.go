@@ -128,7 +128,7 @@ func startSitesWith(t *testing.T, up *upstream, streamProtocols string, sseOptio
 		header Access-Control-Allow-Origin %s
 		respond "{http.request.proto}"
 	}
-	handle {
+	handle /events {
 		sse_proxy %s {
 			cors %s {
 				credentials
