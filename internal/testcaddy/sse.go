@@ -225,16 +225,16 @@ func ParseEvents(b []byte) (events []Event, comments []string, retry int) {
 }
 
 // StripHeartbeats removes the proxy's heartbeat lines (":\n", a comment
-// line with no text) from b. Only whole lines go: a ":\n" that ends a
-// field's line stays.
+// line with no text) from b: a ":\n" at the start of b or of a line (after
+// LF or CR). A ":\n" that ends a field's line stays.
 func StripHeartbeats(b []byte) []byte {
 	out := make([]byte, 0, len(b))
-	for len(b) > 0 {
-		line, rest, found := bytes.Cut(b, []byte("\n"))
-		if !found || string(line) != ":" {
-			out = append(out, b[:len(b)-len(rest)]...)
+	for i := 0; i < len(b); i++ {
+		if b[i] == ':' && i+1 < len(b) && b[i+1] == '\n' && (i == 0 || b[i-1] == '\n' || b[i-1] == '\r') {
+			i++
+			continue
 		}
-		b = rest
+		out = append(out, b[i])
 	}
 	return out
 }
