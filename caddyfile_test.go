@@ -292,7 +292,7 @@ func TestSidecarProxiesAStream(t *testing.T) {
 	s := testcaddy.Open(t, &http.Client{Transport: tr}, fmt.Sprintf("http://localhost:%d/events", port), http.Header{
 		"Cookie": {"session=abc"}, "Origin": {"https://app.example.com"},
 	})
-	s.WaitFor(t, "retry: 3000\n\ndata: a\n\n:\n\n", wait)
+	s.WaitFor(t, "retry: 3000\ndata: a\n\n:\n", wait)
 	if got := up.requests()[0].Header.Get("Authorization"); got != "Bearer abc" {
 		t.Errorf("upstream Authorization %q", got)
 	}

@@ -172,7 +172,7 @@ func TestHeartbeatsOnlyBetweenEvents(t *testing.T) {
 				s := testcaddy.Open(t, testcaddy.Client(t, p), base+"/events", nil)
 				want := strings.Join(parts, "")
 				if !s.Wait(wait, func(b []byte, _ error) bool {
-					return bytes.Equal(testcaddy.StripHeartbeats(b), []byte(want)) && bytes.HasSuffix(b, []byte(":\n\n"))
+					return bytes.Equal(testcaddy.StripHeartbeats(b), []byte(want)) && bytes.HasSuffix(b, []byte(":\n"))
 				}) {
 					t.Fatalf("got %q, want %q with heartbeats", s.Bytes(), want)
 				}
@@ -183,7 +183,7 @@ func TestHeartbeatsOnlyBetweenEvents(t *testing.T) {
 				if !bytes.Contains(got, []byte("data: hello"+eol+"data: world"+eol+eol)) {
 					t.Errorf("event split by a heartbeat: %q", got)
 				}
-				if n := bytes.Count(got, []byte(":\n\n")); n < 2 {
+				if n := bytes.Count(got, []byte(":\n")); n < 2 {
 					t.Errorf("%d heartbeats in %v of quiet at 100ms, want several: %q", n, 4*quiet, got)
 				}
 				events, _, _ := testcaddy.ParseEvents(got)
@@ -213,7 +213,7 @@ func TestRetryIsTheFirstLine(t *testing.T) {
 	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tretry 2500ms\n}")
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), base+"/events", nil)
 	s.WaitFor(t, "data: a\n\n", wait)
-	if got := s.Bytes(); !bytes.HasPrefix(got, []byte("retry: 2500\n\ndata: a")) {
+	if got := s.Bytes(); !bytes.HasPrefix(got, []byte("retry: 2500\ndata: a")) {
 		t.Errorf("got %q", got)
 	}
 }
@@ -526,7 +526,7 @@ func TestMiddlewareInFrontOfAnotherHandler(t *testing.T) {
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), base+"/events", nil)
 	s.WaitFor(t, "data: b\n\n", wait)
 	got := s.Bytes()
-	if !bytes.HasPrefix(got, []byte("retry: 1000\n\ndata: a\n\n:\n\n")) {
+	if !bytes.HasPrefix(got, []byte("retry: 1000\ndata: a\n\n:\n")) {
 		t.Errorf("got %q", got)
 	}
 }
@@ -575,7 +575,7 @@ func TestHeartbeatsAreCounted(t *testing.T) {
 	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n\tsse_proxy %s {\n\t\theartbeat 50ms\n\t}\n}\nhttp://localhost:%d {\n\tmetrics\n}\n",
 		testcaddy.GlobalOptions, port, up.addr(), mport))
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), fmt.Sprintf("https://localhost:%d/events", port), nil)
-	s.WaitFor(t, "data: a\n\n:\n\n:\n\n", wait)
+	s.WaitFor(t, "data: a\n\n:\n:\n", wait)
 	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
 	if err != nil {
 		t.Fatal(err)

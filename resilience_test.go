@@ -140,7 +140,7 @@ func TestUpstreamRestartMidStreamLosesAndRepeatsNothing(t *testing.T) {
 			before := len(s.Bytes())
 			// While the upstream is down the client's stream stays open and
 			// gets heartbeats.
-			s.WaitFor(t, string(s.Bytes()[:before])+":\n\n", wait)
+			s.WaitFor(t, string(s.Bytes()[:before])+":\n", wait)
 			up.start()
 			waitEvents(t, s, 40)
 			if err := s.Err(); err != nil {
@@ -232,7 +232,7 @@ func TestUpstreamDownEndsStreamWithJitteredRetryAfterReconnectFor(t *testing.T) 
 	}
 	got := s.Bytes()
 	_, comments, retry := testcaddy.ParseEvents(got)
-	if retry < 2000 || retry >= 4000 || !bytes.HasSuffix(got, []byte(fmt.Sprintf("retry: %d\n\n", retry))) {
+	if retry < 2000 || retry >= 4000 || !bytes.HasSuffix(got, []byte(fmt.Sprintf("retry: %d\n", retry))) {
 		t.Errorf("last retry %d, want a jittered 2000-4000 at the end: %q", retry, got)
 	}
 	if len(comments) < 3 {
@@ -281,8 +281,8 @@ func TestMaxAgeEndsStreamAtABoundaryWithRetry(t *testing.T) {
 	if n, err := ids(got); err != nil || n < 5 {
 		t.Errorf("%d events (%v): %q", n, err, got)
 	}
-	if _, _, retry := testcaddy.ParseEvents(got); retry < 1000 || retry >= 2000 || !bytes.HasSuffix(got, []byte("\n\n")) {
-		t.Errorf("retry %d; want 1000-2000 as the last, whole event: %q", retry, got)
+	if _, _, retry := testcaddy.ParseEvents(got); retry < 1000 || retry >= 2000 || !bytes.HasSuffix(got, []byte(fmt.Sprintf("\n\nretry: %d\n", retry))) {
+		t.Errorf("retry %d; want 1000-2000 as the last line, after a whole event: %q", retry, got)
 	}
 }
 
@@ -378,7 +378,7 @@ func TestReloadThroughAdminAPIEndsStreams(t *testing.T) {
 		}
 	}
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), base, nil)
-	s.WaitFor(t, "retry: 3000\n\n", wait)
+	s.WaitFor(t, "retry: 3000\n", wait)
 }
 
 func certPath(t *testing.T, i int) string {

@@ -82,9 +82,9 @@ func TestSharedHTTP1ClientsKeepNoHandlerGoroutine(t *testing.T) {
 	}
 	for _, s := range streams {
 		waitSeq(t, s, 2)
-		s.WaitFor(t, ":\n\n", wait) // a heartbeat, between events
+		s.WaitFor(t, ":\n", wait) // a heartbeat, between events
 		seq(t, testcaddy.StripHeartbeats(s.Bytes()))
-		if !strings.HasPrefix(string(s.Bytes()), "retry: 1500\n\n") {
+		if !strings.HasPrefix(string(s.Bytes()), "retry: 1500\n") {
 			t.Fatalf("stream does not start with the retry field: %q", s.Bytes())
 		}
 		if !s.Resp.Close || len(s.Resp.TransferEncoding) != 1 || s.Resp.TransferEncoding[0] != "chunked" {

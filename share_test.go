@@ -430,7 +430,7 @@ func reloadKeepsTheSharedUpstreamStream(t *testing.T, p testcaddy.Proto) {
 	if resumed := seq(t, again.Bytes()); resumed[0] != last+1 {
 		t.Errorf("resumed at %d after %d", resumed[0], last)
 	}
-	if !strings.HasPrefix(string(again.Bytes()), "retry: 2000\n\n") {
+	if !strings.HasPrefix(string(again.Bytes()), "retry: 2000\n") {
 		t.Errorf("not served by the new config: %q", again.Bytes()[:20])
 	}
 	if n := b.reqs.Load(); n != 1 {

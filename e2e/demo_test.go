@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,65 +12,86 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
 )
 
 // TestDemoPageShowsEventsOverH2: the README's demo, as a user runs it: open
-// the page, press "Log in", see events arrive and HTTP/2 as the protocol.
+// the page and see live events at once (the public stream, no error),
+// then press "Log in" and see the private stream's events, with HTTP/2 as
+// the protocol.
 func TestDemoPageShowsEventsOverH2(t *testing.T) {
-	browserTest(t)
-	base := startDemo(t, buildDemo(t))
-	page := newTab(t)
-	page.navigate(base + "/")
-	page.do("pressing Log in", func(ctx context.Context) error {
-		return chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#login")))
-	})
+	eachEngine(t, func(t *testing.T, e *engine) {
+		base := startDemo(t, buildDemo(t))
+		page := newTab(t, e)
+		page.navigate(base + "/")
 
-	// What the page shows, read from its DOM.
-	type shown struct {
-		Rows        int    `json:"rows"`        // rows in the events table
-		FirstID     string `json:"firstID"`     // id column of the oldest row
-		State       string `json:"state"`       // EventSource state
-		Proto       string `json:"proto"`       // the protocol Caddy served
-		ProtoPage   string `json:"protoPage"`   // nextHopProtocol of the page
-		Session     string `json:"session"`     // whether the cookie is there
-		ProtoStream string `json:"protoStream"` // nextHopProtocol of a finished stream
-	}
-	const read = `(() => {
-		const text = (id) => document.getElementById(id).textContent;
-		const rows = document.querySelectorAll("#events tr");
-		return {
-			rows: rows.length,
-			firstID: rows.length ? rows[rows.length - 1].cells[1].textContent : "",
-			state: text("state"), proto: text("proto"), protoPage: text("proto-page"),
-			session: text("session"), protoStream: text("proto-stream"),
-		};
-	})()`
-	var got shown
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		page.eval(read, &got)
-		if got.Rows >= 2 && got.Proto != "–" && got.ProtoPage != "–" {
-			break
+		// What the page shows, read from its DOM.
+		type shown struct {
+			Rows        int    `json:"rows"`        // rows in the events table
+			FirstID     string `json:"firstID"`     // id column of the oldest row
+			Stream      string `json:"stream"`      // public or private
+			State       string `json:"state"`       // EventSource state
+			Errors      string `json:"errors"`      // EventSource errors so far
+			Hint        string `json:"hint"`        // the message under the buttons
+			Proto       string `json:"proto"`       // the protocol Caddy served
+			ProtoPage   string `json:"protoPage"`   // nextHopProtocol of the page
+			Session     string `json:"session"`     // whether the cookie is there
+			ProtoStream string `json:"protoStream"` // nextHopProtocol of a finished stream
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after logging in the page shows %+v; want 2 events and the protocol", got)
+		const read = `(() => {
+			const text = (id) => document.getElementById(id).textContent;
+			const rows = document.querySelectorAll("#events tr");
+			return {
+				rows: rows.length,
+				firstID: rows.length ? rows[rows.length - 1].cells[1].textContent : "",
+				stream: text("stream"), state: text("state"), errors: text("errors"), hint: text("hint"),
+				proto: text("proto"), protoPage: text("proto-page"),
+				session: text("session"), protoStream: text("proto-stream"),
+			};
+		})()`
+		waitShown := func(what string, cond func(shown) bool) shown {
+			t.Helper()
+			var got shown
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				page.eval(read, &got)
+				if cond(got) {
+					return got
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the page shows %+v", what, got)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("the demo page shows %+v", got)
-	if got.State != "OPEN" || got.Session != "present" || got.FirstID == "" {
-		t.Errorf("page shows %+v; want state OPEN, session present, events with ids", got)
-	}
-	if got.Proto != "HTTP/2.0" || got.ProtoPage != "h2" {
-		t.Errorf("page shows protocol %q (page: %q); want HTTP/2.0 (h2)", got.Proto, got.ProtoPage)
-	}
-	// Filled in once a stream request has ended (the 401 before the login).
-	if got.ProtoStream != "–" && got.ProtoStream != "h2" {
-		t.Errorf("page shows stream protocol %q, want h2", got.ProtoStream)
-	}
+
+		// The first screen: live events, nothing red.
+		got := waitShown("two events on the public stream", func(s shown) bool {
+			return s.Rows >= 2 && s.Proto != "–"
+		})
+		t.Logf("before logging in the demo page shows %+v", got)
+		if got.Stream != "public" || got.State != "OPEN" || got.Errors != "0" || got.Hint != "" || got.Session != "absent" {
+			t.Errorf("first screen shows %+v; want the public stream OPEN, no errors, no hint, no session", got)
+		}
+
+		page.click("#login")
+		got = waitShown("two events on the private stream", func(s shown) bool {
+			return s.Stream == "private" && s.Session == "present" && s.State == "OPEN" && s.Rows >= got.Rows+2
+		})
+		t.Logf("after logging in the demo page shows %+v", got)
+		if got.Errors != "0" || got.FirstID == "" {
+			t.Errorf("page shows %+v; want no errors, events with ids", got)
+		}
+		want := nextHopProtocol[e.name]
+		if got.Proto != "HTTP/2.0" || (want != "" && got.ProtoPage != want) {
+			t.Errorf("page shows protocol %q (page: %q); want HTTP/2.0 (%s)", got.Proto, got.ProtoPage, want)
+		}
+		// Filled in once a stream request has ended (the public stream,
+		// when the page switched to the private one).
+		if want != "" && got.ProtoStream != "–" && got.ProtoStream != want {
+			t.Errorf("page shows stream protocol %q, want %s", got.ProtoStream, want)
+		}
+	})
 }
 
 var demoBuild struct {

@@ -97,37 +97,54 @@ func startSitesWith(t *testing.T, up *upstream, streamProtocols string, sseOptio
 		Stream: fmt.Sprintf("https://localhost:%d", testcaddy.FreePort(t)),
 	}
 	s.StreamURL = s.Stream + "/events"
+	// The page origins serve testdata, and under /lib/ the client
+	// libraries' bundle (see bundleClients).
 	static := func(origin string) string {
-		return fmt.Sprintf("%s {\n\ttls {CERT} {KEY}\n\troot * %q\n\tfile_server\n}\n", origin, root)
+		return fmt.Sprintf("%s {\n\ttls {CERT} {KEY}\n\thandle_path /lib/* {\n\t\troot * %q\n\t\tfile_server\n\t}\n\thandle {\n\t\troot * %q\n\t\tfile_server\n\t}\n}\n",
+			origin, filepath.Join(workDir, "lib"), root)
 	}
 	var opts strings.Builder
 	for _, o := range sseOptions {
-		fmt.Fprintf(&opts, "\t\t%s\n", o)
+		fmt.Fprintf(&opts, "\t\t\t%s\n", o)
 	}
 	global := testcaddy.GlobalOptions
 	if streamProtocols != "" {
 		port := s.Stream[strings.LastIndex(s.Stream, ":"):]
 		global = strings.Replace(global, "\tservers {", fmt.Sprintf("\tservers %s {\n\t\tprotocols %s\n\t}\n\tservers {", port, streamProtocols), 1)
 	}
+	// The stream site: sse_proxy on /events; /login sets the session
+	// cookie a top-level navigation brings (the same way in every
+	// engine); /proto answers the protocol the browser used, for engines
+	// whose resource timing does not tell it.
 	cf := global + static(s.App) + static(s.Other) + fmt.Sprintf(`%s {
 	tls {CERT} {KEY}
 	# Lets the app origin read the stream's resource timing.
 	header Timing-Allow-Origin %s
-	sse_proxy %s {
-		cors %s {
-			credentials
-		}
-%s	}
+	handle /login {
+		header Set-Cookie "session={query.session}; Path=/; Secure; HttpOnly; SameSite=None"
+		respond "logged in"
+	}
+	handle /proto {
+		header Access-Control-Allow-Origin %s
+		respond "{http.request.proto}"
+	}
+	handle /events {
+		sse_proxy %s {
+			cors %s {
+				credentials
+			}
+%s		}
+	}
 }
-`, s.Stream, s.App, up.addr(), s.App, opts.String())
+`, s.Stream, s.App, s.App, up.addr(), s.App, opts.String())
 	testcaddy.Start(t, cf)
 	return s
 }
 
-// openPage opens a tab on origin's test page.
-func openPage(t *testing.T, origin string) *tab {
+// openPage opens a tab of e on origin's test page.
+func openPage(t *testing.T, e *engine, origin string) *tab {
 	t.Helper()
-	tb := newTab(t)
+	tb := newTab(t, e)
 	tb.navigate(origin + "/page.html")
 	return tb
 }

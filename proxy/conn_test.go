@@ -84,7 +84,7 @@ func TestDetachedHeartbeatIsOneWrite(t *testing.T) {
 	w.Abort(ReasonEvicted)
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	raw, err := io.ReadAll(client)
-	if err != nil || string(raw) != ":\n\n" {
+	if err != nil || string(raw) != ":\n" {
 		t.Fatalf("on the wire %q (%v), want one heartbeat, then the close", raw, err)
 	}
 	if got := rec.body(); got != "" {

@@ -33,15 +33,24 @@ type Options struct {
 	MaxEventSize int
 }
 
-// RetryLine is the retry field that sets an EventSource's reconnection time,
-// as a complete (empty) event.
+// RetryLine is the retry field that sets an EventSource's reconnection time:
+// one line, with no empty line after it. The HTML standard applies a retry
+// field as soon as its line is parsed, so the field works the same whether
+// it is followed by the first event's lines (at the start of a stream) or
+// by the end of the stream (when the proxy ends it). An empty line of its
+// own would be an event with no data: nothing for EventSource, but an empty
+// message for client libraries that dispatch on every empty line
+// (@microsoft/fetch-event-source does).
 func RetryLine(d time.Duration) []byte {
-	return []byte("retry: " + strconv.FormatInt(d.Milliseconds(), 10) + "\n\n")
+	return []byte("retry: " + strconv.FormatInt(d.Milliseconds(), 10) + "\n")
 }
 
-// heartbeatLine is a comment line followed by an empty line: EventSource
-// ignores it, and it resets every idle timer on the path.
-var heartbeatLine = []byte(":\n\n")
+// heartbeatLine is a comment line, written only at an event boundary:
+// every parser ignores it, and it resets every idle timer on the path. No
+// empty line follows it, for the same reason as with RetryLine: the next
+// event's lines, or the next heartbeat, follow it as they would follow
+// the boundary itself.
+var heartbeatLine = []byte(":\n")
 
 // utf8BOM is stripped from the start of an upstream stream: the HTML
 // standard drops it only as the very first bytes, and the proxy may already

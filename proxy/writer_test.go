@@ -143,7 +143,7 @@ func TestUpstreamCacheControlIsKeptWithNoTransform(t *testing.T) {
 func TestRetryLineComesFirst(t *testing.T) {
 	w, rec, _ := startStream(t, &Options{Retry: 2500 * time.Millisecond}, nil)
 	w.Write([]byte("data: a\n\n"))
-	if got := rec.body(); got != "retry: 2500\n\ndata: a\n\n" {
+	if got := rec.body(); got != "retry: 2500\ndata: a\n\n" {
 		t.Errorf("body %q", got)
 	}
 }
@@ -173,7 +173,7 @@ func TestHeartbeatOnlyAtBoundaries(t *testing.T) {
 	forceTick(w, rec) // between lines of one event
 	w.Write([]byte("\n"))
 	forceTick(w, rec) // after the event
-	if got, want := rec.body(), ":\n\ndata: hello\n\n:\n\n"; got != want {
+	if got, want := rec.body(), ":\ndata: hello\n\n:\n"; got != want {
 		t.Errorf("client got %q, want %q", got, want)
 	}
 }
@@ -191,7 +191,7 @@ func TestHeartbeatTimerFires(t *testing.T) {
 	w, rec, _ := startStream(t, &Options{Heartbeat: 20 * time.Millisecond}, nil)
 	w.Write([]byte("data: a\n\n"))
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(rec.body(), ":\n\n") {
+	for !strings.Contains(rec.body(), ":\n") {
 		if time.Now().After(deadline) {
 			t.Fatal("no heartbeat within 5s at a 20ms interval")
 		}
@@ -212,7 +212,7 @@ func TestLeadingBOMIsDropped(t *testing.T) {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	w.Write([]byte("\xef\xbb\xbfdata: b\n\n")) // not leading: the upstream's business
-	if got := rec.body(); got != "retry: 1000\n\ndata: a\n\n\xef\xbb\xbfdata: b\n\n" {
+	if got := rec.body(); got != "retry: 1000\ndata: a\n\n\xef\xbb\xbfdata: b\n\n" {
 		t.Errorf("body %q", got)
 	}
 }
@@ -286,7 +286,7 @@ func TestImplicitHeaderOnFirstWrite(t *testing.T) {
 	defer w.Close()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Write([]byte("data: a\n\n"))
-	if rec.code != 200 || rec.body() != "retry: 1000\n\ndata: a\n\n" {
+	if rec.code != 200 || rec.body() != "retry: 1000\ndata: a\n\n" {
 		t.Errorf("got %d %q", rec.code, rec.body())
 	}
 }
@@ -420,7 +420,7 @@ func FuzzHeartbeatsNeverChangeTheStream(f *testing.F) {
 		var relayed []byte
 		for _, c := range rec.writes {
 			if c.heartbeat {
-				if string(c.b) != ":\n\n" {
+				if string(c.b) != ":\n" {
 					t.Fatalf("tick wrote %q", c.b)
 				}
 				if !atBoundary(relayed) {

@@ -85,6 +85,29 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
+	// What the page opens first: the public stream, no cookie needed.
+	t.Run("no cookie: the public stream", func(t *testing.T) {
+		ctx, stopStream := context.WithTimeout(context.Background(), 30*time.Second)
+		defer stopStream()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/public", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			t.Fatalf("GET /events/public: %s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "data:") {
+				return
+			}
+		}
+		t.Fatalf("GET /events/public: no event (%v)", sc.Err())
+	})
+
 	t.Run("no cookie: 401", func(t *testing.T) {
 		resp, _ := do(t, client, http.MethodGet, base+"/events", "text/event-stream")
 		if resp.StatusCode != http.StatusUnauthorized {

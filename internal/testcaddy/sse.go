@@ -224,9 +224,19 @@ func ParseEvents(b []byte) (events []Event, comments []string, retry int) {
 	return events, comments, retry
 }
 
-// StripHeartbeats removes the proxy's heartbeat lines (":\n\n") from b.
+// StripHeartbeats removes the proxy's heartbeat lines (":\n", a comment
+// line with no text) from b: a ":\n" at the start of b or of a line (after
+// LF or CR). A ":\n" that ends a field's line stays.
 func StripHeartbeats(b []byte) []byte {
-	return bytes.ReplaceAll(b, []byte(":\n\n"), nil)
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == ':' && i+1 < len(b) && b[i+1] == '\n' && (i == 0 || b[i-1] == '\n' || b[i-1] == '\r') {
+			i++
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return out
 }
 
 // Drain reads r to the end, for upstream handlers that ignore bodies.
