@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,26 +142,23 @@ func (c *h2Client) heartbeatsBetween(from, to time.Time) int {
 	return n
 }
 
-// browserClient is an EventSource in a browser tab.
+// browserClient is an EventSource in a tab of one browser engine.
 type browserClient struct {
 	name   string
 	es     *stream
 	origin float64 // the page's performance.timeOrigin, in Unix ms
 }
 
-// openBrowserClient opens page.html of b's site in a new Chromium tab with
-// the session cookie, and an EventSource there on b's stream that records
-// hello and tick events.
-//
-// This is the one place the legacy-backend tests touch a browser: to run
-// them in more engines, open the page in each engine here (or loop over
-// engines in the caller, checkLegacyBackend) and return one client each.
-func openBrowserClient(t *testing.T, b *legacyBackend) sseClient {
+// openBrowserClient opens page.html of b's site in a new tab of engine e,
+// sets the session cookie from the page (the site is the backend's own:
+// it has no login route), and opens an EventSource there on b's stream
+// that records hello and tick events.
+func openBrowserClient(t *testing.T, e *engine, b *legacyBackend) sseClient {
 	t.Helper()
-	page := newTab(t)
-	page.setCookie(b.Origin, "session", b.token)
+	page := newTab(t, e)
 	page.navigate(b.Origin + "/page.html")
-	c := &browserClient{name: "Chromium"}
+	page.eval(fmt.Sprintf("document.cookie = %s", jsString("session="+b.token+"; Path=/; Secure; SameSite=None")), nil)
+	c := &browserClient{name: e.name}
 	page.eval("performance.timeOrigin", &c.origin)
 	c.es = page.openStream(b.StreamURL, "hello", "tick")
 	return c
@@ -187,21 +185,25 @@ func (c *browserClient) Seen(*testing.T) ([]streamEvent, []string) {
 
 func (c *browserClient) Leave(*testing.T) { c.es.close() }
 
-// browserAvailable reports whether the browser tests can run; without a
-// browser they fail in CI, and locally the backend tests go on with the Go
-// client alone.
-func browserAvailable(t *testing.T) bool {
+// availableEngines returns the engines the backend tests can read with.
+// A missing engine fails the test in CI (see engine.need); locally the
+// backend tests go on with the engines there are, and the Go client.
+func availableEngines(t *testing.T) []*engine {
 	t.Helper()
-	switch {
-	case browser.err != nil:
-		t.Fatalf("Chromium: %v", browser.err)
-	case browser.missing != "" && os.Getenv("CI") == "true":
-		t.Fatalf("browser tests need Chromium in CI: %s", browser.missing)
-	case browser.missing != "":
-		t.Logf("no browser client: %s", browser.missing)
-		return false
+	var es []*engine
+	for _, e := range engines {
+		switch {
+		case e.err != nil:
+			t.Fatalf("%s: %v", e.name, e.err)
+		case e.missing != "" && os.Getenv("CI") == "true" && !strings.HasPrefix(e.missing, "not in E2E_ENGINES"):
+			t.Fatalf("browser tests need %s in CI: %s", e.name, e.missing)
+		case e.missing != "":
+			t.Logf("no %s client: %s", e.name, e.missing)
+		default:
+			es = append(es, e)
+		}
 	}
-	return true
+	return es
 }
 
 // payload is the JSON data of the backends' events.
@@ -270,8 +272,8 @@ func checkLegacyBackend(t *testing.T, b *legacyBackend) {
 	}
 	h2 := openH2Client(t, b)
 	clients := []sseClient{h2}
-	if browserAvailable(t) {
-		clients = append(clients, openBrowserClient(t, b))
+	for _, e := range availableEngines(t) {
+		clients = append(clients, openBrowserClient(t, e, b))
 	}
 
 	// A burst, a silence, and the next burst starts: the silence has

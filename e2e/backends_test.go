@@ -21,8 +21,9 @@ import (
 // examples/ — PHP-FPM running examples/php_fastcgi/sse.php, a Node http
 // server, an Express app, a Flask app — each a real process that knows
 // nothing about the proxy, behind a real Caddy loaded from the example's own
-// Caddyfile. A Go HTTP/2 client and Chromium (HTTP/2) read the stream side by
-// side, and each test checks, for both:
+// Caddyfile. A Go HTTP/2 client and a page in each browser engine (Chromium,
+// Firefox, WebKit; HTTP/2) read the stream side by side, and each test
+// checks, for every client:
 //
 //   - events arrive as the backend writes them: nothing buffers them on the
 //     way (each event's arrival against the send time the backend put in it);
