@@ -484,11 +484,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // once the header is out, and this handler returns (see share.ServeConn);
 // any other client is served from this goroutine.
 func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, born time.Time) error {
+	// Without a cors policy, the upstream's CORS fields reach every client
+	// of the stream as they are, and they depend on the Origin of the
+	// request that started it: clients of different origins (or none)
+	// must not share, or one could strip or replace another's. With a
+	// policy, the proxy sets them for each client itself.
+	var vary []string
+	if h.cors == nil {
+		vary = originField
+	}
 	var key string
 	if h.Share.Key != "" {
-		key = share.CustomKey(repl.ReplaceAll(h.Share.Key, ""))
+		key = share.CustomKey(repl.ReplaceAll(h.Share.Key, ""), up, vary)
 	} else {
-		key = share.DefaultKey(up, h.shaper.Owned())
+		key = share.DefaultKey(up, h.shaper.Owned(), vary)
 	}
 	hub, sub := share.Join(key, h.shareCfg, up, next, h.server, up.Header.Get("Last-Event-ID"))
 	detached := false
@@ -502,7 +511,7 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	case <-ctx.Done():
 		return nil
 	}
-	status, header, stream, body, ok := hub.Answer()
+	status, header, stream, ok := hub.Answer()
 	if !ok {
 		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("sse_proxy: the shared upstream stream ended without an answer"))
 	}
@@ -516,8 +525,10 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	}
 	sw.WriteHeader(status)
 	if !stream {
-		_, err := sw.Write(body)
-		return err
+		// An answer that is not a stream goes to the client as it comes,
+		// as it would unshared, even one that stays open: its status
+		// line now, its body below.
+		sw.Flush()
 	}
 	// A Content-Encoding that went out is a handler before this one
 	// (encode) compressing the stream, and a recorder that buffers (asked
@@ -556,6 +567,9 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		batch, evicted, closed := sub.Take()
 		if len(batch) > 0 {
 			_, err := sw.Write(batch)
+			if err == nil && !stream {
+				err = sw.FlushError()
+			}
 			sub.Done(batch)
 			if err != nil && !evicted {
 				_, evicted, _ = sub.Take()
@@ -571,8 +585,10 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 			panic(http.ErrAbortHandler)
 		}
 		if closed {
-			sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
-			return nil
+			if stream {
+				sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
+			}
+			return nil // a final answer's body is over
 		}
 	}
 }
@@ -604,6 +620,10 @@ func innermostHijacker(w http.ResponseWriter) (found http.Hijacker, buffered boo
 		w = u.Unwrap()
 	}
 }
+
+// originField is the request field a share key covers when the upstream
+// owns CORS.
+var originField = []string{"Origin"}
 
 // Interface guards
 var (

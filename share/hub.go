@@ -14,11 +14,13 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/sse-proxy/caddy-sse-proxy/buffer"
 	"github.com/sse-proxy/caddy-sse-proxy/proxy"
@@ -33,7 +35,8 @@ type Config struct {
 	// ClientBuffer is the most bytes queued for one client before it is
 	// evicted as too slow.
 	ClientBuffer int
-	// MaxEventSize bounds an event held while incomplete.
+	// MaxEventSize bounds an event held while incomplete: a larger one is
+	// cut (see sink).
 	MaxEventSize int
 	// Reconnect is the upstream reconnect policy. Its Hint should return
 	// nil: when the hub gives up, each client ends with a hint of its own.
@@ -41,6 +44,10 @@ type Config struct {
 	// Logger and Metrics are the handler's.
 	Logger  *zap.Logger
 	Metrics *Metrics
+
+	// lastCutLog rate-limits the warning about cut events across the
+	// hubs of a handler (unix nanoseconds of the last one).
+	lastCutLog atomic.Int64
 }
 
 var (
@@ -50,8 +57,9 @@ var (
 
 // Join subscribes a client to the hub for key, starting the hub (and its
 // upstream request, up, through next) if there is none. lastEventID, when
-// set, asks for the events after it from the replay buffer. The caller must
-// Leave the returned subscription.
+// set, asks for the events after it from the replay buffer; a hub that
+// starts has none, so such a client joins live. The caller must Leave the
+// returned subscription.
 func Join(key string, cfg *Config, up *http.Request, next caddyhttp.Handler, srv *caddyhttp.Server, lastEventID string) (*Hub, *Sub) {
 	registryMu.Lock()
 	hub, ok := registry[key]
@@ -89,7 +97,7 @@ type Hub struct {
 	state     state
 	status    int
 	header    http.Header
-	body      []byte // of a final answer, bounded
+	nonStream bool // the answer is not an event stream
 	replay    *buffer.Replay
 	subs      map[*Sub]struct{}
 	linger    *time.Timer
@@ -115,8 +123,16 @@ func newHub(key string, cfg *Config) *Hub {
 // of the first client's, with a context that no client owns and Caddy's
 // per-request state made afresh: reverse_proxy writes to the replacer and
 // vars of the request it serves.
+//
+// The first client's Last-Event-ID is not sent: the stream is everyone's,
+// and an upstream that resumed from that client's position would send the
+// events it missed to every client that joins, most of them up to date.
+// Each client's position is its own, in the replay buffer. (The proxy's
+// Shaper has already moved a last_event_id_query parameter into the header
+// and off the URL.)
 func (h *Hub) start(up *http.Request, next caddyhttp.Handler, srv *caddyhttp.Server) {
 	req := up.Clone(h.ctx)
+	req.Header.Del("Last-Event-ID")
 	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, srv)
 	go h.run(req, next)
 }
@@ -131,9 +147,33 @@ func (h *Hub) run(req *http.Request, next caddyhttp.Handler) {
 		}
 	}()
 	s := &sink{hub: h, header: make(http.Header)}
-	inner := proxy.NewWriter(s, &proxy.Options{MaxEventSize: h.cfg.MaxEventSize}, "", h.cancel)
+	// The writer holds nothing (the sink holds events, bounded), and the
+	// sink starts each upstream response afresh: an event a broken
+	// response left incomplete never reaches a client.
+	inner := proxy.NewWriter(s, &proxy.Options{}, "", h.cancel)
 	defer inner.Close()
-	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, next)
+	attempt := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		s.restart()
+		return next.ServeHTTP(w, r)
+	})
+	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, attempt)
+}
+
+// eventCut counts an event the sink cut, and logs it (at most once a
+// second per handler, the rest at debug level).
+func (h *Hub) eventCut() {
+	if h.cfg.Metrics != nil {
+		h.cfg.Metrics.eventsCut.Inc()
+	}
+	level := zapcore.WarnLevel
+	now := time.Now().UnixNano()
+	prev := h.cfg.lastCutLog.Load()
+	if now-prev < int64(time.Second) || !h.cfg.lastCutLog.CompareAndSwap(prev, now) {
+		level = zapcore.DebugLevel
+	}
+	if ce := h.cfg.Logger.Check(level, "shared stream: the upstream sent an event larger than max_event_size; it is dropped, and its clients get the next event"); ce != nil {
+		ce.Write(zap.Int("max_event_size", h.cfg.MaxEventSize))
+	}
 }
 
 // subscribe adds a client; with a known lastEventID its queue starts with
@@ -249,16 +289,16 @@ func (h *Hub) close() {
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // Answer is the upstream's answer as every client gets it: the status and
-// header (copied), and whether it is an event stream; for any other
-// answer, its body (up to 64 KiB). ok is false when the hub ended without
-// an answer.
-func (h *Hub) Answer() (status int, header http.Header, stream bool, body []byte, ok bool) {
+// header (copied), and whether it is an event stream. Any other answer's
+// body comes through the client's queue as it arrives, and the hub closes
+// when it ends. ok is false when the hub ended without an answer.
+func (h *Hub) Answer() (status int, header http.Header, stream bool, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.header == nil {
-		return 0, nil, false, nil, false
+		return 0, nil, false, false
 	}
-	return h.status, h.header.Clone(), h.body == nil, h.body, true
+	return h.status, h.header.Clone(), !h.nonStream, true
 }
 
 // publish adds a complete event to the replay buffer and every queue. The
@@ -268,13 +308,36 @@ func (h *Hub) Answer() (status int, header http.Header, stream bool, body []byte
 func (h *Hub) publish(ev []byte, id string, own bool) {
 	h.mu.Lock()
 	h.replay.Add(buffer.Event{Data: ev, ID: id, OwnID: own, At: time.Now()}, time.Now())
+	wakes := h.queueAll(ev)
+	h.mu.Unlock()
+	h.startDrainers(wakes)
+}
+
+// relayBody queues part of a final answer's body for every client, as it
+// comes (it is not kept for replay); a client that falls client_buffer
+// behind is evicted. Only the hub's upstream goroutine calls it.
+func (h *Hub) relayBody(p []byte) {
+	h.mu.Lock()
+	wakes := h.queueAll(p)
+	h.mu.Unlock()
+	h.startDrainers(wakes)
+}
+
+// queueAll queues p (copied) for every client and returns the drainers to
+// start once h.mu, which the caller holds, is let go. Only the hub's
+// upstream goroutine calls it, so h.wakes is its own.
+func (h *Hub) queueAll(p []byte) []func() {
 	wakes := h.wakes[:0]
 	for s := range h.subs {
-		if wake := s.push(ev); wake != nil {
+		if wake := s.push(p); wake != nil {
 			wakes = append(wakes, wake)
 		}
 	}
-	h.mu.Unlock()
+	return wakes
+}
+
+// startDrainers calls the wake functions queueAll returned, without h.mu.
+func (h *Hub) startDrainers(wakes []func()) {
 	for i, wake := range wakes {
 		wake()
 		wakes[i] = nil
@@ -282,22 +345,29 @@ func (h *Hub) publish(ev []byte, id string, own bool) {
 	h.wakes = wakes
 }
 
-// answer records the upstream's status and header. A stream's clients
-// start at once; a final answer waits for its body (see finish).
+// answer records the upstream's status and header, and lets the clients
+// go on at once. A final answer (not a stream) is given to the clients
+// that are waiting for it, its body as it comes (relayBody), as an
+// unshared client would get it, even when it never ends. The hub leaves
+// the registry: no one else joins it, and the next client starts anew.
 func (h *Hub) answer(code int, header http.Header, stream bool) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.state != waiting {
 		return
 	}
 	h.status, h.header = code, header
+	h.markReady()
 	if stream {
 		h.state = streaming
-		h.markReady()
 		return
 	}
-	h.state = final
-	h.body = []byte{}
+	h.state, h.nonStream = final, true
+	if registry[h.key] == h {
+		delete(registry, h.key)
+	}
 }
 
 // markReady lets the clients go on; callers hold h.mu.
@@ -306,15 +376,6 @@ func (h *Hub) markReady() {
 	case <-h.ready:
 	default:
 		close(h.ready)
-	}
-}
-
-// finalBody collects a final answer's body, then makes it ready.
-func (h *Hub) finalBody(p []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if room := 64<<10 - len(h.body); room > 0 {
-		h.body = append(h.body, p[:min(room, len(p))]...)
 	}
 }
 
@@ -418,16 +479,19 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	return batch, s.evicted, s.closed, false
 }
 
-// push queues an event, or evicts the client when its queue is full. It
-// returns the drainer to start, if any (see notify). Called with the hub's
-// lock held.
+// push queues an event, or evicts the client when its queue is full. An
+// event always goes into an empty queue, however large (the sink cuts
+// events over max_event_size): a client that keeps up is never evicted for
+// the size of one event, so a queue holds at most the larger of
+// client_buffer and max_event_size. It returns the drainer to start, if
+// any (see notify). Called with the hub's lock held.
 func (s *Sub) push(ev []byte) (wake func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.evicted || s.closed || !s.active {
 		return nil
 	}
-	if len(s.queue)+len(ev) > s.limit {
+	if len(s.queue) > 0 && len(s.queue)+len(ev) > s.limit {
 		s.evicted = true
 		s.queue = s.queue[:0]
 		if m := s.hub.cfg.Metrics; m != nil {

@@ -14,6 +14,7 @@ type Metrics struct {
 	replayHits   prometheus.Counter
 	replayMisses prometheus.Counter
 	evictions    prometheus.Counter
+	eventsCut    prometheus.Counter
 	perStream    prometheus.Collector
 }
 
@@ -31,6 +32,8 @@ func NewMetrics() *Metrics {
 			Help: "Clients whose Last-Event-ID was unknown or too old; they joined live."}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slow_client_evictions_total",
 			Help: "Clients evicted because their queue exceeded client_buffer."}),
+		eventsCut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shared_events_cut_total",
+			Help: "Events of shared upstream streams dropped because they were larger than max_event_size."}),
 		perStream: &subscriberHistogram{
 			desc: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "shared_stream_subscribers"),
 				"Clients of each running shared stream (lingering ones count 0), when scraped.", nil, nil),
@@ -85,7 +88,7 @@ func subscriberCounts() []int {
 
 // Register adds the collectors to reg; ones already there are kept.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.hubs, m.subscribers, m.replayHits, m.replayMisses, m.evictions, m.perStream} {
+	for _, c := range []prometheus.Collector{m.hubs, m.subscribers, m.replayHits, m.replayMisses, m.evictions, m.eventsCut, m.perStream} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -8,17 +8,30 @@ import (
 )
 
 // sink is the ResponseWriter under the hub's upstream writer. That writer
-// (a proxy.Writer holding events until complete) passes it only whole
-// events, possibly several per write and one split over two writes; the
-// sink cuts them apart for the replay buffer and the client queues.
+// (a proxy.Writer that holds nothing: the sink is where events are held)
+// passes the upstream's bytes on as they come; the sink assembles them into
+// complete events for the replay buffer and the client queues.
+//
+// An event is held until complete, up to the config's MaxEventSize. An
+// event that grows past it is cut: what was held is let go, the rest of its
+// bytes are skipped as they come (only the scanner sees them, to find its
+// end and its id), and the clients never see any of it. In its place they
+// get its id alone ("id: x", an event that dispatches nothing but sets
+// EventSource's lastEventId), so that a client that resumes does so after
+// it. Streaming it through instead would hold up every client's queue
+// behind one event of unbounded size, and a break inside it would leave
+// every client with half an event.
+//
+// Only the hub's upstream goroutine uses a sink.
 type sink struct {
 	hub    *Hub
 	header http.Header
 	sc     buffer.Scanner
 	cur    []byte // the event being assembled
+	cut    bool   // the current event outgrew MaxEventSize and is skipped
 	prevID string
 	hasID  bool
-	final  bool // the answer is not a stream: its body is kept as it is
+	final  bool // the answer is not a stream: its body goes to the clients as it is
 }
 
 func (s *sink) Header() http.Header { return s.header }
@@ -32,26 +45,61 @@ func (s *sink) WriteHeader(code int) {
 func (s *sink) Write(p []byte) (int, error) {
 	n := len(p)
 	if s.final {
-		s.hub.finalBody(p)
+		s.hub.relayBody(p)
 		return n, nil
 	}
 	for len(p) > 0 {
 		i := s.sc.NextEvent(p)
 		if i < 0 {
-			s.cur = append(s.cur, p...)
+			switch {
+			case s.cut:
+			case s.sc.AtBoundary():
+				// Only blank lines between events: nothing to hold.
+				s.cur = s.cur[:0]
+			case len(s.cur)+len(p) > s.hub.cfg.MaxEventSize:
+				s.cutEvent()
+			default:
+				s.cur = append(s.cur, p...)
+			}
 			break
 		}
-		// The event's bytes pass to the replay buffer, which keeps them:
-		// a new slice per event.
-		ev := append(s.cur, p[:i]...)
+		if !s.cut && len(s.cur)+i > s.hub.cfg.MaxEventSize {
+			s.cutEvent()
+		}
+		var ev []byte
+		if !s.cut {
+			// The event's bytes pass to the replay buffer, which keeps
+			// them: a new slice per event.
+			ev = append(s.cur, p[:i]...)
+		}
 		s.cur, p = nil, p[i:]
 		idb, has := s.sc.LastID()
 		id := string(idb)
 		own := has && (!s.hasID || id != s.prevID)
 		s.prevID, s.hasID = id, has
+		if s.cut {
+			s.cut = false
+			if !own {
+				continue
+			}
+			ev = []byte("id: " + id + "\n\n")
+		}
 		s.hub.publish(ev, id, own)
 	}
 	return n, nil
+}
+
+// cutEvent lets go of the event being held: it is too big to hold.
+func (s *sink) cutEvent() {
+	s.cut, s.cur = true, nil
+	s.hub.eventCut()
+}
+
+// restart prepares the sink for the next upstream response: an event the
+// last one left incomplete is dropped, ids of complete events are kept.
+func (s *sink) restart() {
+	s.cur, s.cut = nil, false
+	s.sc.Restart()
 }
 
 // FlushError: events are handed on as they complete; nothing to flush.
