@@ -80,11 +80,51 @@ func TestShapeRefusesMissingCredentials(t *testing.T) {
 	}
 }
 
-func TestShapeRefusesControlCharacters(t *testing.T) {
-	s, _ := NewShaper([]AuthHeader{{Field: "Authorization", Value: "Bearer {http.request.uri.query.t}"}}, nil)
-	r, repl := prepared(t, "/events?t=a%0D%0AX-Injected:%201", nil)
-	if _, err := s.Shape(context.Background(), r, repl); !errors.Is(err, ErrCredentials) {
-		t.Errorf("err %v", err)
+func TestShapeRefusesWhatNoHeaderCanCarry(t *testing.T) {
+	s, _ := NewShaper([]AuthHeader{{Field: "X-Api-Key", Value: "{http.request.uri.query.t}"}}, []string{"lastEventId"})
+	for _, target := range []string{
+		"/events?t=a%0D%0AX-Injected:%201",
+		"/events?t=SECRET%01",
+		"/events?t=SECRET%7F",
+		"/events?t=SECRET%00",
+		"/events?t=ok&lastEventId=a%01b",
+		"/events?t=ok&lastEventId=a%0Ab",
+	} {
+		r, repl := prepared(t, target, nil)
+		_, err := s.Shape(context.Background(), r, repl)
+		if !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: err %v, want ErrBadRequest", target, err)
+			continue
+		}
+		want := "auth_header X-Api-Key"
+		if strings.Contains(target, "lastEventId") {
+			want = "last_event_id_query lastEventId"
+		}
+		if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%s: error %q does not name %q, or shows the value", target, err, want)
+		}
+	}
+	// A tab is allowed in a header value.
+	r, repl := prepared(t, "/events?t=a%09b&lastEventId=7", nil)
+	up, err := s.Shape(context.Background(), r, repl)
+	if err != nil || up.Header.Get("X-Api-Key") != "a\tb" || up.Header.Get("Last-Event-ID") != "7" {
+		t.Errorf("tab: %v %v", err, up)
+	}
+}
+
+func TestShapeRemovesTokensFromTheRequestURIReverseProxyLogs(t *testing.T) {
+	s, _ := NewShaper([]AuthHeader{{Field: "Authorization", Value: "Bearer {http.request.uri.query.token}"}}, []string{"lastEventId"})
+	r, repl := prepared(t, "/a%2Fb/events?x=1&token=SECRET&lastEventId=3", nil)
+	r.RequestURI = "/a%2Fb/events?x=1&token=SECRET&lastEventId=3"
+	up, err := s.Shape(context.Background(), r, repl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.RequestURI != "/a%2Fb/events?x=1" || up.URL.RawQuery != "x=1" {
+		t.Errorf("upstream RequestURI %q, query %q", up.RequestURI, up.URL.RawQuery)
+	}
+	if !strings.Contains(r.RequestURI, "SECRET") {
+		t.Errorf("the client's request changed: %q", r.RequestURI)
 	}
 }
 
