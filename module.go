@@ -10,6 +10,7 @@ package sseproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -107,6 +108,9 @@ type Handler struct {
 	shaper     *proxy.Shaper
 	cors       *proxy.CORS
 	logger     *zap.Logger
+	// rejected and badIDs rate-limit the lines about bad input.
+	// (Pointers: Handler is copied by value in CaddyModule.)
+	rejected, badIDs *proxy.RateLog
 }
 
 // CORS is the JSON form of the cross-origin policy.
@@ -205,6 +209,7 @@ var (
 // server, so that reloads and stops end streams instead of waiting for them.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.rejected, h.badIDs = new(proxy.RateLog), new(proxy.RateLog)
 	if err := h.compile(); err != nil {
 		return err
 	}
@@ -213,7 +218,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		shareMetrics = share.NewMetrics()
 	})
 	h.opts.Metrics = metrics
+	h.opts.InvalidID = h.invalidID
 	h.sharedOpts.Metrics = metrics
+	h.sharedOpts.InvalidID = h.invalidID
 	if h.reconnect != nil {
 		h.reconnect.Logger = h.logger
 		h.reconnect.Metrics = metrics
@@ -405,6 +412,12 @@ func (h *Handler) endStreams() {
 	}
 }
 
+// invalidID logs, once a second at most, that an upstream sent an event id
+// that cannot be sent back to it.
+func (h *Handler) invalidID() {
+	h.badIDs.Log(h.logger, zap.WarnLevel, "an upstream event id holds a control character, which the Last-Event-ID header cannot carry: clients get it masked (ignored) and reconnects resume from the last valid id")
+}
+
 // reconnectHint is a retry field with jitter, so that the clients of a
 // stopping server do not all come back in the same instant: between one
 // and two times the configured retry (or one second).
@@ -432,7 +445,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	up, err := h.shaper.Shape(ctx, r, repl)
 	if err != nil {
 		if h.cors != nil {
-			h.cors.Apply(w.Header(), origin) // let the page see the 401
+			h.cors.Apply(w.Header(), origin) // let the page see the 4xx
+		}
+		if errors.Is(err, proxy.ErrBadRequest) {
+			// Answered here, before reverse_proxy: the upstream is never
+			// asked, so its health is not touched. The body names what was
+			// wrong (never the value: it may be a credential).
+			h.rejected.Log(h.logger, zap.InfoLevel, "rejected a request whose credential or last event id cannot be a header value", zap.Error(err))
+			http.Error(w, "sse_proxy: "+err.Error(), http.StatusBadRequest)
+			return nil
 		}
 		return caddyhttp.Error(http.StatusUnauthorized, err)
 	}

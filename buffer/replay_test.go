@@ -565,3 +565,53 @@ func BenchmarkReplayAfter(b *testing.B) {
 		}
 	}
 }
+
+// FuzzReplayAgainstModel runs the operations ops spells (add an event, with
+// or without an id of its own, some bytes and seconds later; or look an id
+// up) on a Replay and on the naive model, under limits from the first
+// bytes, and checks that they agree at every step.
+func FuzzReplayAgainstModel(f *testing.F) {
+	f.Add([]byte{5, 40, 1, 0x13, 0x25, 0x07, 0x80, 0x91, 0x13, 0x80})
+	f.Add([]byte{0, 3, 0, 0x7f, 0x7f, 0x7f, 0x81, 0x81})
+	f.Add([]byte{1, 1, 9, 0x40, 0x41, 0x80, 0x42, 0x81})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) < 3 || len(ops) > 2048 {
+			t.Skip()
+		}
+		l := ReplayLimits{MaxEvents: int(ops[0] % 16), MaxBytes: 1 + int(ops[1]%64), MaxAge: time.Duration(ops[2]%8) * time.Second}
+		r, m := NewReplay(l), &model{lim: l}
+		now, id, seq := t0, "", 0
+		for step, op := range ops[3:] {
+			if op&0x80 == 0 {
+				// Add: bits 0-3 size, bits 4-5 seconds later, bit 6 own id.
+				now = now.Add(time.Duration(op>>4&3) * time.Second)
+				own := op&0x40 != 0
+				if own {
+					id = strconv.Itoa(step % 5) // a small id space: duplicates
+				}
+				seq++
+				e := Event{Data: []byte(fmt.Sprintf("%d%s", seq, make([]byte, int(op&0xf)*l.MaxBytes/12))), ID: id, OwnID: own, At: now}
+				r.Add(e, now)
+				m.add(e, now)
+			} else {
+				// After: bits 0-2 the id, bits 3-4 seconds later.
+				now = now.Add(time.Duration(op>>3&3) * time.Second)
+				q := strconv.Itoa(int(op & 7))
+				got, gok := r.After(q, now)
+				want, wok := m.after(q, now)
+				if gok != wok || len(got) != len(want) || (gok && got == nil) {
+					t.Fatalf("step %d %+v: After(%s) = %d, %v; model %d, %v", step, l, q, len(got), gok, len(want), wok)
+				}
+				for i := range got {
+					if string(got[i].Data) != string(want[i].Data) || got[i].ID != want[i].ID {
+						t.Fatalf("step %d: After(%s)[%d] differs", step, q, i)
+					}
+				}
+			}
+			checkInvariants(t, r)
+			if r.Len() != len(m.evs) || r.Bytes() != m.bytes() {
+				t.Fatalf("step %d %+v: Len %d Bytes %d; model %d %d", step, l, r.Len(), r.Bytes(), len(m.evs), m.bytes())
+			}
+		}
+	})
+}

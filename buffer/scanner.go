@@ -48,10 +48,13 @@ type Scanner struct {
 	s         state
 	val       []byte // the id value being read
 	valLong   bool   // val exceeded MaxIDLen
+	valBad    bool   // val holds a byte no header value may hold
 	pending   []byte // the id an empty line would commit
 	committed []byte // the last event id
 	hasID     bool   // some id was committed
 	pendingOK bool   // pending holds an id (committed or newer)
+	masked    []byte // the bytes of the last Feed, id bytes masked (see Masked)
+	maskedOK  bool   // masked is for the last Feed
 }
 
 // lineStarts reports whether s is at the start of a line.
@@ -83,6 +86,12 @@ func (sc *Scanner) NextEvent(p []byte) int {
 
 func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 	last = -1
+	if sc.maskedOK {
+		sc.maskedOK = false
+		if cap(sc.masked) > 64<<10 {
+			sc.masked = nil // a big chunk passed: do not keep its memory
+		}
+	}
 	s := sc.s
 	for i := 0; i < len(p); i++ {
 		if s == inLine || s == idValue {
@@ -102,7 +111,7 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 				if j >= 0 {
 					end = i + j
 				}
-				sc.appendVal(p[i:end])
+				sc.appendVal(p, i, end)
 			}
 			if j < 0 {
 				break
@@ -125,7 +134,7 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 			case s == idValueStart:
 				s = idValue
 				if c != ' ' {
-					sc.appendVal(p[i : i+1])
+					sc.appendVal(p, i, i+1)
 				}
 			default:
 				s = inLine
@@ -177,25 +186,70 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 	return last, events
 }
 
-func (sc *Scanner) appendVal(b []byte) {
+// appendVal adds p[from:to], a piece of an id value, to the value being
+// read, and masks the bytes of it that no header value may hold.
+func (sc *Scanner) appendVal(p []byte, from, to int) {
+	for k := from; k < to; k++ {
+		if HeaderUnsafe(p[k]) {
+			sc.valBad = true
+			if p[k] != 0 {
+				sc.mask(p, k)
+			}
+		}
+	}
 	if sc.valLong {
 		return
 	}
-	if len(sc.val)+len(b) > MaxIDLen {
+	if len(sc.val)+to-from > MaxIDLen {
 		sc.valLong = true
 		return
 	}
-	sc.val = append(sc.val, b...)
+	sc.val = append(sc.val, p[from:to]...)
+}
+
+// mask replaces p[k] with NUL in the copy of p that Masked returns.
+func (sc *Scanner) mask(p []byte, k int) {
+	if !sc.maskedOK {
+		sc.masked = append(sc.masked[:0], p...)
+		sc.maskedOK = true
+	}
+	sc.masked[k] = 0
+}
+
+// HeaderUnsafe reports whether b may not appear in an HTTP header value: a
+// control byte other than horizontal tab, the rule of
+// golang.org/x/net/http/httpguts.ValidHeaderFieldValue that Go's HTTP
+// client and servers enforce (it is byte-wise, and the scanner needs it
+// byte by byte across chunks). CR and LF end a line and never reach it.
+func HeaderUnsafe(b byte) bool {
+	return b < ' ' && b != '\t' || b == 0x7f
+}
+
+// Masked returns the bytes of the last Feed with every byte of an id value
+// that no header value may hold (a control character) replaced by NUL, or
+// nil when there was none. Relay these instead of what was fed: per the HTML
+// standard an id field holding NUL is ignored, so a browser keeps the last
+// id it could send back, where it would otherwise adopt an id that its
+// reconnect carries in a Last-Event-ID header, which Go's servers refuse
+// with a 400 and EventSource then gives up for good. LastID ignores such
+// ids the same way. The slice is valid until the next Feed.
+func (sc *Scanner) Masked() []byte {
+	if !sc.maskedOK {
+		return nil
+	}
+	return sc.masked
 }
 
 // setPending ends an id line: its value becomes the pending id, unless it
-// holds NUL (the standard ignores such a field) or was too long to keep.
+// holds NUL (the standard ignores such a field), holds another byte that
+// cannot go back upstream in a Last-Event-ID header (Masked hides it from
+// the client too), or was too long to keep.
 func (sc *Scanner) setPending() {
-	if !sc.valLong && bytes.IndexByte(sc.val, 0) < 0 {
+	if !sc.valLong && !sc.valBad {
 		sc.pending = append(sc.pending[:0], sc.val...)
 		sc.pendingOK = true
 	}
-	sc.val, sc.valLong = sc.val[:0], false
+	sc.val, sc.valLong, sc.valBad = sc.val[:0], false, false
 }
 
 // commit is the dispatch step: the pending id becomes the last event id.
@@ -230,7 +284,7 @@ func (sc *Scanner) Reset() {
 // completed events are kept.
 func (sc *Scanner) Restart() {
 	sc.s = atBoundary
-	sc.val, sc.valLong = sc.val[:0], false
+	sc.val, sc.valLong, sc.valBad = sc.val[:0], false, false
 	sc.pending = append(sc.pending[:0], sc.committed...)
 	sc.pendingOK = sc.hasID
 }

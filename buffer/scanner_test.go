@@ -1,8 +1,11 @@
 package buffer
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // boundaryOracle answers, straight from the HTML standard's definition and
@@ -187,8 +190,11 @@ func idOracle(s string) (string, bool) {
 			continue
 		}
 		field, value, _ := strings.Cut(line, ":")
-		if field == "id" && !strings.Contains(value, "\x00") {
-			pending, pendingOK = strings.TrimPrefix(value, " "), true
+		value = strings.TrimPrefix(value, " ")
+		// The standard ignores an id holding NUL; the proxy also ignores
+		// one that no header can carry, and one too long to keep.
+		if field == "id" && httpguts.ValidHeaderFieldValue(value) && len(value) <= MaxIDLen {
+			pending, pendingOK = value, true
 		}
 	}
 	return committed, has
@@ -279,4 +285,107 @@ func TestNextEventSplitsEventsForEveryCut(t *testing.T) {
 			}
 		}
 	}
+}
+
+// maskOracle is what the client gets for s: every byte of an id field's
+// value (after the one optional space) that no header value may hold,
+// other than NUL, replaced by NUL.
+func maskOracle(s []byte) []byte {
+	out := bytes.Clone(s)
+	for i := 0; i < len(s); {
+		end := i
+		for end < len(s) && s[end] != '\r' && s[end] != '\n' {
+			end++
+		}
+		if line := s[i:end]; bytes.HasPrefix(line, []byte("id:")) {
+			v := i + 3
+			if v < end && s[v] == ' ' {
+				v++
+			}
+			for k := v; k < end; k++ {
+				if s[k] != 0 && !httpguts.ValidHeaderFieldValue(string(s[k])) {
+					out[k] = 0
+				}
+			}
+		}
+		i = end + 1
+	}
+	return out
+}
+
+func TestHeaderUnsafeIsGosRule(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		if b == '\r' || b == '\n' {
+			continue
+		}
+		if got, want := HeaderUnsafe(byte(b)), !httpguts.ValidHeaderFieldValue("a"+string([]byte{byte(b)})+"a"); got != want {
+			t.Errorf("HeaderUnsafe(%#x) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+// FuzzScannerAcrossChunkSplits feeds a stream whole and cut at the places
+// cuts gives, and checks that the scanner says the same either way and
+// what the HTML standard says: boundaries, events, the last event id (one
+// a header can carry), and the bytes relayed with unsendable ids masked.
+func FuzzScannerAcrossChunkSplits(f *testing.F) {
+	f.Add([]byte("id: 1\ndata: a\n\nid: a\x01b\ndata: b\n\n"), []byte{3, 9, 1})
+	f.Add([]byte("id:2\r\ndata: b\r\n\r\nid: 3\rdata: c\r\r"), []byte{1, 1, 1, 5})
+	f.Add([]byte(": c\n\nid\n\nid: \x7f\n\nid: \t x\x00\n\n"), []byte{2, 30})
+	f.Add([]byte("data: x\r\n\r"), []byte{7})
+	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
+		var whole Scanner
+		wantLast, wantEvents := whole.Feed(stream)
+		wantOut := whole.Masked()
+		if wantOut == nil {
+			wantOut = stream
+		}
+		if !bytes.Equal(wantOut, maskOracle(stream)) {
+			t.Fatalf("masked %q, want %q", wantOut, maskOracle(stream))
+		}
+		atB, events := boundaryOracle(string(stream))
+		if whole.AtBoundary() != atB || wantEvents != events {
+			t.Fatalf("AtBoundary %v, events %d; the standard says %v, %d", whole.AtBoundary(), wantEvents, atB, events)
+		}
+		id, has := whole.LastID()
+		wantID, wantHas := idOracle(string(stream))
+		if string(id) != wantID || has != wantHas {
+			t.Fatalf("LastID %q %v, the standard says %q %v", id, has, wantID, wantHas)
+		}
+		if !httpguts.ValidHeaderFieldValue(string(id)) {
+			t.Fatalf("LastID %q cannot be a header value", id)
+		}
+
+		var split Scanner
+		var out []byte
+		last, total, off := -1, 0, 0
+		rest := stream
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if i < len(cuts) {
+				n = min(n, int(cuts[i]))
+			}
+			l, e := split.Feed(rest[:n])
+			if m := split.Masked(); m != nil {
+				out = append(out, m...)
+			} else {
+				out = append(out, rest[:n]...)
+			}
+			if l >= 0 {
+				last = off + l
+			}
+			total += e
+			off += n
+			rest = rest[n:]
+		}
+		if last != wantLast || total != wantEvents || split.AtBoundary() != whole.AtBoundary() {
+			t.Fatalf("split: last %d, events %d, at boundary %v; whole: %d, %d, %v", last, total, split.AtBoundary(), wantLast, wantEvents, whole.AtBoundary())
+		}
+		if sid, shas := split.LastID(); string(sid) != string(id) || shas != has {
+			t.Fatalf("split: LastID %q %v; whole %q %v", sid, shas, id, has)
+		}
+		if !bytes.Equal(out, wantOut) {
+			t.Fatalf("split: relayed %q; whole %q", out, wantOut)
+		}
+	})
 }

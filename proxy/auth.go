@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/net/http/httpguts"
 )
 
 // AuthHeader is one header field the proxy owns on the upstream request:
@@ -39,6 +40,13 @@ var queryPlaceholder = regexp.MustCompile(`\{http\.request\.uri\.query\.([^{}]+)
 // ErrCredentials is wrapped by the error Shape returns when a credential
 // placeholder is empty or unknown; the request must be answered 401.
 var ErrCredentials = errors.New("credential missing")
+
+// ErrBadRequest is wrapped by the error Shape returns when what the client
+// sent cannot go into the upstream request's header (a control character
+// in a credential or a last event id); the request must be answered 400.
+// Go's HTTP client would refuse to send it, and reverse_proxy would count
+// that refusal as a failure of the upstream.
+var ErrBadRequest = errors.New("bad request")
 
 // NewShaper validates the auth headers and collects the query parameters
 // their values read. idQuery names query parameters that carry
@@ -84,8 +92,9 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 				// The error names the field only: the value is a secret.
 				return nil, fmt.Errorf("auth_header %s: %w: a placeholder is empty", h.Field, ErrCredentials)
 			}
-			if strings.ContainsAny(v, "\r\n\x00") {
-				return nil, fmt.Errorf("auth_header %s: %w: the value holds a control character", h.Field, ErrCredentials)
+			if !httpguts.ValidHeaderFieldValue(v) {
+				// Named, never shown: the value is a secret.
+				return nil, fmt.Errorf("auth_header %s: %w: the credential holds a control character, which a header cannot carry", h.Field, ErrBadRequest)
 			}
 			values[i] = v
 		}
@@ -114,18 +123,26 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 		q := r.URL.Query()
 		for _, name := range s.idQuery {
 			if v := q.Get(name); v != "" {
-				if strings.ContainsAny(v, "\r\n\x00") {
-					break
+				if !httpguts.ValidHeaderFieldValue(v) {
+					return nil, fmt.Errorf("last_event_id_query %s: %w: the id holds a control character, which the Last-Event-ID header cannot carry", name, ErrBadRequest)
 				}
 				out.Header.Set("Last-Event-ID", v)
 				break
 			}
 		}
 	}
-	if len(s.stripQuery) > 0 && r.URL.RawQuery != "" {
-		u := *r.URL
-		u.RawQuery = StripQuery(u.RawQuery, s.stripQuery)
-		out.URL = &u
+	if len(s.stripQuery) > 0 {
+		if r.URL.RawQuery != "" {
+			u := *r.URL
+			u.RawQuery = StripQuery(u.RawQuery, s.stripQuery)
+			out.URL = &u
+		}
+		if strings.Contains(out.RequestURI, "?") {
+			// reverse_proxy logs the request it sends (the "uri" of its
+			// lines, at warn level when a client leaves mid-stream) from
+			// RequestURI, which would still hold the tokens.
+			out.RequestURI = out.URL.RequestURI()
+		}
 	}
 	return out, nil
 }

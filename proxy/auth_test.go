@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // prepared returns a request with Caddy's replacer, as Caddy's server sets
@@ -80,11 +83,51 @@ func TestShapeRefusesMissingCredentials(t *testing.T) {
 	}
 }
 
-func TestShapeRefusesControlCharacters(t *testing.T) {
-	s, _ := NewShaper([]AuthHeader{{Field: "Authorization", Value: "Bearer {http.request.uri.query.t}"}}, nil)
-	r, repl := prepared(t, "/events?t=a%0D%0AX-Injected:%201", nil)
-	if _, err := s.Shape(context.Background(), r, repl); !errors.Is(err, ErrCredentials) {
-		t.Errorf("err %v", err)
+func TestShapeRefusesWhatNoHeaderCanCarry(t *testing.T) {
+	s, _ := NewShaper([]AuthHeader{{Field: "X-Api-Key", Value: "{http.request.uri.query.t}"}}, []string{"lastEventId"})
+	for _, target := range []string{
+		"/events?t=a%0D%0AX-Injected:%201",
+		"/events?t=SECRET%01",
+		"/events?t=SECRET%7F",
+		"/events?t=SECRET%00",
+		"/events?t=ok&lastEventId=a%01b",
+		"/events?t=ok&lastEventId=a%0Ab",
+	} {
+		r, repl := prepared(t, target, nil)
+		_, err := s.Shape(context.Background(), r, repl)
+		if !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: err %v, want ErrBadRequest", target, err)
+			continue
+		}
+		want := "auth_header X-Api-Key"
+		if strings.Contains(target, "lastEventId") {
+			want = "last_event_id_query lastEventId"
+		}
+		if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%s: error %q does not name %q, or shows the value", target, err, want)
+		}
+	}
+	// A tab is allowed in a header value.
+	r, repl := prepared(t, "/events?t=a%09b&lastEventId=7", nil)
+	up, err := s.Shape(context.Background(), r, repl)
+	if err != nil || up.Header.Get("X-Api-Key") != "a\tb" || up.Header.Get("Last-Event-ID") != "7" {
+		t.Errorf("tab: %v %v", err, up)
+	}
+}
+
+func TestShapeRemovesTokensFromTheRequestURIReverseProxyLogs(t *testing.T) {
+	s, _ := NewShaper([]AuthHeader{{Field: "Authorization", Value: "Bearer {http.request.uri.query.token}"}}, []string{"lastEventId"})
+	r, repl := prepared(t, "/a%2Fb/events?x=1&token=SECRET&lastEventId=3", nil)
+	r.RequestURI = "/a%2Fb/events?x=1&token=SECRET&lastEventId=3"
+	up, err := s.Shape(context.Background(), r, repl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.RequestURI != "/a%2Fb/events?x=1" || up.URL.RawQuery != "x=1" {
+		t.Errorf("upstream RequestURI %q, query %q", up.RequestURI, up.URL.RawQuery)
+	}
+	if !strings.Contains(r.RequestURI, "SECRET") {
+		t.Errorf("the client's request changed: %q", r.RequestURI)
 	}
 }
 
@@ -115,4 +158,72 @@ func TestStripQuery(t *testing.T) {
 			t.Errorf("StripQuery(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzShapeSendsOnlyValidHeadersAndNoToken shapes requests whose token
+// and last event id query parameters, cookie and Last-Event-ID header come
+// from the fuzzer, and checks what goes upstream: every header value is one
+// Go's HTTP client sends (else the request is refused with ErrBadRequest or
+// ErrCredentials), the credential is exactly the token, and no stripped
+// parameter is left in the URL or in the RequestURI that reverse_proxy logs.
+func FuzzShapeSendsOnlyValidHeadersAndNoToken(f *testing.F) {
+	f.Add("a=1&token=SECRET&b=2", "s3ss10n", "")
+	f.Add("token=a%01b", "x", "7")
+	f.Add("lastEventId=a%7Fb&token=t", "x", "")
+	f.Add("to%6Ben=x&token=y;z&lastEventId=&leid=9", "", "5")
+	f.Add("token=%E2%82%AC&token=2&TOKEN=3", "v", "\t1")
+	stripped := []string{"token", "lastEventId", "leid"}
+	s, err := NewShaper([]AuthHeader{
+		{Field: "X-Api-Key", Value: "{http.request.uri.query.token}"},
+		{Field: "X-Session", Value: "s={http.request.cookie.session}"},
+	}, []string{"lastEventId", "leid"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, rawQuery, cookie, lastEventID string) {
+		h := http.Header{"Accept": {"text/event-stream"}}
+		if cookie != "" {
+			h.Set("Cookie", "session="+cookie)
+		}
+		if lastEventID != "" {
+			h.Set("Last-Event-ID", lastEventID)
+		}
+		for _, vv := range h {
+			for _, v := range vv {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					t.Skip() // Caddy's servers refuse such a request
+				}
+			}
+		}
+		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/events", RawQuery: rawQuery},
+			RequestURI: "/events?" + rawQuery, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: "example.com"}
+		repl := caddy.NewReplacer()
+		r = caddyhttp.PrepareRequest(r, repl, nil, &caddyhttp.Server{})
+		up, err := s.Shape(context.Background(), r, repl)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrCredentials) {
+				t.Fatalf("error %v is neither a 400 nor a 401", err)
+			}
+			return
+		}
+		for k, vv := range up.Header {
+			for _, v := range vv {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					t.Fatalf("upstream header %s: %q is no header value", k, v)
+				}
+			}
+		}
+		if q, _ := url.ParseQuery(rawQuery); up.Header.Get("X-Api-Key") != strings.Join(q["token"], ",") {
+			t.Fatalf("X-Api-Key %q, token %q", up.Header.Get("X-Api-Key"), q["token"])
+		}
+		_, uriQuery, _ := strings.Cut(up.RequestURI, "?")
+		for _, raw := range []string{up.URL.RawQuery, uriQuery} {
+			for pair := range strings.SplitSeq(raw, "&") {
+				key, _, _ := strings.Cut(pair, "=")
+				if k, err := url.QueryUnescape(key); err == nil && slices.Contains(stripped, k) {
+					t.Fatalf("parameter %q left in %q (RequestURI %q)", k, raw, up.RequestURI)
+				}
+			}
+		}
+	})
 }

@@ -158,3 +158,102 @@ func TestIsEventStream(t *testing.T) {
 		}
 	}
 }
+
+// originModel is a plain reading of what an allowed origin is: pattern is
+// "*", or origin is pattern (scheme and host in any case, the scheme's
+// default port written or not), or pattern is scheme://*.domain[:port] and
+// origin's host is a subdomain of domain, at any depth. An origin is
+// scheme://host[:port] and nothing else.
+func originModel(pattern, origin string) bool {
+	if pattern == "*" {
+		return true
+	}
+	split := func(s string) (scheme, host, port string, ok bool) {
+		s = strings.ToLower(s)
+		scheme, rest, found := strings.Cut(s, "://")
+		if !found || strings.ContainsAny(rest, "/?#@") {
+			return "", "", "", false
+		}
+		host, port = rest, ""
+		if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.HasSuffix(rest, "]") {
+			host, port = rest[:i], rest[i+1:]
+		}
+		if port == map[string]string{"http": "80", "https": "443"}[scheme] {
+			port = ""
+		}
+		return scheme, host, port, host != ""
+	}
+	ps, ph, pp, ok1 := split(pattern)
+	os, oh, op, ok2 := split(origin)
+	if !ok1 || !ok2 || ps != os || pp != op {
+		return false
+	}
+	if domain, ok := strings.CutPrefix(ph, "*."); ok {
+		label, found := strings.CutSuffix(oh, "."+domain)
+		return found && label != ""
+	}
+	return ph == oh
+}
+
+// FuzzCORSNeverReflectsADisallowedOrigin checks, for a configured origin
+// pattern and a request's Origin, that the policy's answer (actual request
+// and preflight) reflects only the request's own origin, and only when the
+// model allows it; that "*" is only sent for a "*" policy without
+// credentials; that every answer has Vary: Origin; and that the upstream's
+// Access-Control-* fields never survive.
+func FuzzCORSNeverReflectsADisallowedOrigin(f *testing.F) {
+	f.Add("https://*.example.com", "https://a.b.example.com", false)
+	f.Add("https://*.example.com", "https://example.com", true)
+	f.Add("https://*.example.com", "https://evil.com/.example.com", true)
+	f.Add("https://*.example.com:8443", "https://a.example.com:8443", true)
+	f.Add("http://localhost:3000", "HTTP://LOCALHOST:3000", false)
+	f.Add("https://app.example.com", "https://app.example.com:443", true)
+	f.Add("https://app.example.com", "https://app.example.com.evil.com", true)
+	f.Add("*", "null", false)
+	f.Fuzz(func(t *testing.T, pattern, origin string, credentials bool) {
+		c, err := NewCORS(CORSConfig{Origins: []string{pattern}, Credentials: credentials, ExposeHeaders: []string{"X-E"}})
+		if err != nil {
+			t.Skip()
+		}
+		for _, preflight := range []bool{false, true} {
+			h := http.Header{
+				"Access-Control-Allow-Origin":      {"https://upstream.example"},
+				"Access-Control-Allow-Credentials": {"true"},
+			}
+			if preflight {
+				h = http.Header{}
+				c.Preflight(h, origin)
+			} else {
+				c.Apply(h, origin)
+			}
+			if !strings.Contains(strings.Join(h.Values("Vary"), ","), "Origin") {
+				t.Fatalf("no Vary: Origin in %v", h)
+			}
+			acao, set := h["Access-Control-Allow-Origin"]
+			if !set {
+				for k := range h {
+					if strings.HasPrefix(k, "Access-Control-") {
+						t.Fatalf("pattern %q, origin %q: disallowed, but %s is set", pattern, origin, k)
+					}
+				}
+				continue
+			}
+			if len(acao) != 1 {
+				t.Fatalf("Access-Control-Allow-Origin %q", acao)
+			}
+			switch {
+			case acao[0] == "*":
+				if pattern != "*" || credentials {
+					t.Fatalf("pattern %q (credentials %v) answered *", pattern, credentials)
+				}
+			case acao[0] != origin:
+				t.Fatalf("pattern %q, origin %q: reflected %q", pattern, origin, acao[0])
+			case !originModel(pattern, origin):
+				t.Fatalf("pattern %q allowed origin %q, which it does not cover", pattern, origin)
+			}
+			if credentials != (h.Get("Access-Control-Allow-Credentials") == "true") {
+				t.Fatalf("credentials %v, answer %v", credentials, h)
+			}
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -9,10 +11,29 @@ import (
 // hint (a retry field, say) first, and to cancel the upstream request. If no
 // boundary comes within grace, the stream ends where it is. End returns at
 // once; the next handler then aborts, which the caller recognises by Ended.
+//
+// End does not wait for a write to a client that stopped reading: a write
+// that holds the writer's lock for longer than stuckWrite is cut short (see
+// cutClient), and so is the last write of the ending stream.
 func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
-	w.mu.Lock()
+	if !w.mu.TryLock() {
+		// A write is under way. To a client that stopped reading it
+		// would block until the server's write timeout (a minute by
+		// default), and reload and shutdown with it.
+		t := time.AfterFunc(stuckWrite, func() { w.cutClient(reason) })
+		w.mu.Lock()
+		t.Stop()
+	}
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.closed || w.ended || w.ending {
+	if w.mode != modeStream || w.ended || w.ending {
+		return
+	}
+	if w.closed {
+		if r := w.cutReason(); r != "" {
+			// The stuck write failed: the stream is over, as asked.
+			w.reason, w.ended = r, true
+			w.cancel()
+		}
 		return
 	}
 	w.endRetry = hint
@@ -35,6 +56,7 @@ func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 // drop it anyway. Callers hold mu.
 func (w *Writer) writeUntilBoundary(p []byte, skipped int) (int, error) {
 	i, _ := w.scan.Feed(p)
+	p = w.masked(p)
 	if i < 0 {
 		_, err := w.rw.Write(p)
 		if err == nil {
@@ -51,10 +73,13 @@ func (w *Writer) writeUntilBoundary(p []byte, skipped int) (int, error) {
 
 // finish writes the hint, flushes and cancels the upstream. Callers hold mu.
 func (w *Writer) finish() {
+	reason := w.reason
+	cut := time.AfterFunc(stuckWrite, func() { w.cutClient(reason) })
 	if !w.encoded && w.endRetry != nil {
 		_ = w.write(w.endRetry)
 	}
 	_ = w.flushNow()
+	cut.Stop()
 	w.ended = true
 	w.ending = false
 	w.held = nil
@@ -62,6 +87,63 @@ func (w *Writer) finish() {
 		w.timer.Stop()
 	}
 	w.cancel()
+}
+
+// stuckWrite is how long a write to the client may hold up the end of its
+// stream (End, and the stream's last write) before the client is cut off.
+// A client that reads takes a write in far less; one that stopped reading
+// would hold it until the server's write timeout.
+const stuckWrite = time.Second
+
+// cutState lets End cut a client off while a write to it is stuck. It has
+// a lock of its own because the stuck write holds the writer's.
+type cutState struct {
+	// client is the writer the handler got (net/http's, under Caddy's
+	// wrappers); set by NewWriter and never changed.
+	client http.ResponseWriter
+
+	// mu guards the fields below. It is taken after Writer.mu when both
+	// are held, and held across no I/O that can block (setting a deadline,
+	// closing a connection).
+	mu     sync.Mutex
+	conn   net.Conn // a detached stream's raw connection
+	done   bool     // the handler is done with client: a deadline on it would panic (HTTP/2)
+	reason string   // why the client was cut, once it was
+}
+
+// cutClient makes the write stuck on the client fail at once: a write
+// deadline in the past on the client's connection or stream (net/http's
+// own writer, not Caddy's wrappers, which are not safe for concurrent use),
+// or, for a detached stream, closing its connection. It runs without the
+// writer's lock, which the stuck write holds.
+func (w *Writer) cutClient(reason string) {
+	c := &w.cut
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done || c.reason != "" {
+		return
+	}
+	c.reason = reason
+	if c.conn != nil {
+		_ = c.conn.Close()
+		return
+	}
+	rw := c.client
+	for {
+		u, ok := rw.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		rw = u.Unwrap()
+	}
+	_ = http.NewResponseController(rw).SetWriteDeadline(time.Now())
+}
+
+// cutReason returns why the client was cut off, or "".
+func (w *Writer) cutReason() string {
+	w.cut.mu.Lock()
+	defer w.cut.mu.Unlock()
+	return w.cut.reason
 }
 
 // Reasons a stream ends, the label of the streams_ended_total metric.
@@ -140,12 +222,9 @@ func (s *Streams) EndAll(hint func() []byte, grace time.Duration) int {
 	// Writers are ended outside s.mu: a writer takes its own lock first and
 	// then s.mu (add, remove), so holding s.mu here could deadlock. Each is
 	// ended on a goroutine of its own: ending writes to the client, and a
-	// client that stopped reading must not hold up the others (a detached
-	// stream's write gives up after a second; any other waits for its
-	// handler's write, which may wait for the client). EndAll waits for
-	// them until grace and a second have passed, so it may return before
-	// a stream stuck in a write has ended; that stream ends when its write
-	// gives up.
+	// client that stopped reading must not hold up the others. End cuts
+	// off a client whose write is stuck for stuckWrite; EndAll waits for
+	// them until grace and a second have passed.
 	var wg sync.WaitGroup
 	for _, w := range list {
 		wg.Add(1)

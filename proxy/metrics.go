@@ -15,6 +15,7 @@ type Metrics struct {
 	heartbeats prometheus.Counter
 	reconnects prometheus.Counter
 	ended      *prometheus.CounterVec
+	invalidIDs prometheus.Counter
 }
 
 // NewMetrics creates the collectors. Call it once per process.
@@ -41,12 +42,16 @@ func NewMetrics() *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "streams_ended_total",
 			Help: "Client streams ended, by reason.",
 		}, []string{"reason"}),
+		invalidIDs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "invalid_event_ids_total",
+			Help: "Streams in which an upstream event id held a character no header can carry (counted once per stream).",
+		}),
 	}
 }
 
 // Register adds the collectors to reg; ones already there are kept.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.open, m.events, m.heartbeats, m.reconnects, m.ended} {
+	for _, c := range []prometheus.Collector{m.open, m.events, m.heartbeats, m.reconnects, m.ended, m.invalidIDs} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -65,6 +70,7 @@ func (m *Metrics) streamClosed(reason string) {
 
 func (m *Metrics) reconnect() { m.reconnects.Inc() }
 func (m *Metrics) heartbeat() { m.heartbeats.Inc() }
+func (m *Metrics) invalidID() { m.invalidIDs.Inc() }
 
 func (m *Metrics) relayed(events int) {
 	if events > 0 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,9 +31,8 @@ type Reconnect struct {
 	// Metrics, when set, counts reconnects.
 	Metrics *Metrics
 
-	// lastWarn and lastInfo rate-limit logs across all streams of a
-	// handler (unix nanoseconds of the last line).
-	lastWarn, lastInfo atomic.Int64
+	// warnings and infos rate-limit logs across all streams of a handler.
+	warnings, infos RateLog
 }
 
 // Serve relays up's responses from next to w until the client leaves, the
@@ -129,21 +127,11 @@ func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, nex
 // at debug level: when an upstream restarts, every stream on it fails and
 // recovers at once, and one line says it.
 func (rc *Reconnect) log(level zapcore.Level, msg string, fields ...zap.Field) {
-	if rc.Logger == nil {
-		return
-	}
-	last := &rc.lastInfo
+	limit := &rc.infos
 	if level >= zapcore.WarnLevel {
-		last = &rc.lastWarn
+		limit = &rc.warnings
 	}
-	now := time.Now().UnixNano()
-	prev := last.Load()
-	if now-prev < int64(time.Second) || !last.CompareAndSwap(prev, now) {
-		level = zapcore.DebugLevel
-	}
-	if ce := rc.Logger.Check(level, msg); ce != nil {
-		ce.Write(fields...)
-	}
+	limit.Log(rc.Logger, level, msg, fields...)
 }
 
 // callNext runs one upstream attempt. reverse_proxy panics with

@@ -31,6 +31,10 @@ type Options struct {
 	// response can break and be replaced without a partial event reaching
 	// the client. An event larger than this streams through instead.
 	MaxEventSize int
+	// InvalidID, when set, is called once per stream when an upstream
+	// event id held a character no header can carry and was masked (see
+	// buffer.Scanner.Masked). It must not block.
+	InvalidID func()
 }
 
 // RetryLine is the retry field that sets an EventSource's reconnection time:
@@ -102,13 +106,16 @@ type Writer struct {
 	connClose bool      // the header asks to close the connection after the response
 	headerErr bool      // sending the stream's header failed
 	detached  bool      // the stream runs on a hijacked connection (Detach)
+	badID     bool      // an upstream event id was masked (counted once)
+
+	cut cutState // how End cuts off a client whose write is stuck (end.go)
 }
 
 // NewWriter wraps rw for one request from origin (the request's Origin
 // field). cancel must end the upstream request; it is called when the proxy
 // ends the stream itself.
 func NewWriter(rw http.ResponseWriter, opts *Options, origin string, cancel func()) *Writer {
-	return &Writer{rw: rw, opts: opts, origin: origin, cancel: cancel}
+	return &Writer{rw: rw, opts: opts, origin: origin, cancel: cancel, cut: cutState{client: rw}}
 }
 
 // Header returns the header map of the underlying writer.
@@ -220,8 +227,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.ending {
 		return w.writeUntilBoundary(p, skipped)
 	}
-	n, err := w.rw.Write(p)
-	_, events := w.scan.Feed(p[:n])
+	_, events := w.scan.Feed(p)
+	n, err := w.rw.Write(w.masked(p))
 	w.dirty = true
 	w.last = time.Now()
 	if err == nil {
@@ -268,6 +275,8 @@ func (w *Writer) leadingBOM(p []byte) (rest, held []byte, consumed int) {
 // outgrows MaxEventSize streams through until it ends. Callers hold mu.
 func (w *Writer) writeHeld(p []byte, skipped int) (int, error) {
 	i, events := w.scan.Feed(p)
+	n := len(p)
+	p = w.masked(p)
 	var err error
 	sent := false
 	switch {
@@ -311,7 +320,26 @@ func (w *Writer) writeHeld(p []byte, skipped int) (int, error) {
 	if w.ending && !w.oversize {
 		w.finish() // the client is at a boundary now
 	}
-	return len(p) + skipped, nil
+	return n + skipped, nil
+}
+
+// masked returns p, or its copy with the upstream's unsendable event ids
+// masked, after the scanner was fed p. Callers hold mu.
+func (w *Writer) masked(p []byte) []byte {
+	m := w.scan.Masked()
+	if m == nil {
+		return p
+	}
+	if !w.badID {
+		w.badID = true
+		if w.opts.Metrics != nil {
+			w.opts.Metrics.invalidID()
+		}
+		if w.opts.InvalidID != nil {
+			w.opts.InvalidID()
+		}
+	}
+	return m
 }
 
 // clientAtBoundary reports whether what the client has received so far ends
@@ -468,6 +496,9 @@ func (w *Writer) Detach(hijack func() (net.Conn, error), chunked bool) (net.Conn
 	cw := newConnWriter(conn, chunked)
 	w.rw, w.flush, w.cancel = cw, cw.FlushError, cw.close
 	w.detached, w.dirty = true, false
+	w.cut.mu.Lock()
+	w.cut.conn = cw.raw
+	w.cut.mu.Unlock()
 	return conn, nil
 }
 
@@ -482,6 +513,12 @@ func (w *Writer) close() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+	w.cut.mu.Lock()
+	w.cut.done = true
+	if w.reason == "" {
+		w.reason = w.cut.reason
+	}
+	w.cut.mu.Unlock()
 	if w.mode == modeStream {
 		if w.opts.Streams != nil {
 			w.opts.Streams.remove(w)
@@ -511,7 +548,7 @@ func (w *Writer) SetReason(reason string) {
 func (w *Writer) Ended() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.ended
+	return w.ended || w.cutReason() != ""
 }
 
 // flusherOf finds the flush method of rw once per stream, so that a flush

@@ -255,4 +255,7 @@ var IgnoredGoroutines = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.(*Cache).maintainAssets"),
 	goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
 	goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2.(*filteringCore).Write"),
+	// The file writer of a config's default logger stays open until the
+	// next config replaces that logger.
+	goleak.IgnoreAnyFunction("github.com/DeRuina/timberjack.(*Logger).millRun"),
 }
