@@ -49,10 +49,11 @@ var (
 )
 
 // Join subscribes a client to the hub for key, starting the hub (and its
-// upstream request, up, through next) if there is none. lastEventID, when
+// upstream request, up, through next) if there is none; a hub it starts
+// keeps the upstream's cookies for its reconnects in rv. lastEventID, when
 // set, asks for the events after it from the replay buffer. The caller must
 // Leave the returned subscription.
-func Join(key string, cfg *Config, up *http.Request, next caddyhttp.Handler, srv *caddyhttp.Server, lastEventID string) (*Hub, *Sub) {
+func Join(key string, cfg *Config, up *http.Request, rv *proxy.Revisit, next caddyhttp.Handler, srv *caddyhttp.Server, lastEventID string) (*Hub, *Sub) {
 	registryMu.Lock()
 	hub, ok := registry[key]
 	if !ok {
@@ -62,7 +63,7 @@ func Join(key string, cfg *Config, up *http.Request, next caddyhttp.Handler, srv
 	sub := hub.subscribe(lastEventID)
 	registryMu.Unlock()
 	if !ok {
-		hub.start(up, next, srv)
+		hub.start(up, rv, next, srv)
 	}
 	return hub, sub
 }
@@ -115,13 +116,13 @@ func newHub(key string, cfg *Config) *Hub {
 // of the first client's, with a context that no client owns and Caddy's
 // per-request state made afresh: reverse_proxy writes to the replacer and
 // vars of the request it serves.
-func (h *Hub) start(up *http.Request, next caddyhttp.Handler, srv *caddyhttp.Server) {
+func (h *Hub) start(up *http.Request, rv *proxy.Revisit, next caddyhttp.Handler, srv *caddyhttp.Server) {
 	req := up.Clone(h.ctx)
 	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, srv)
-	go h.run(req, next)
+	go h.run(req, rv, next)
 }
 
-func (h *Hub) run(req *http.Request, next caddyhttp.Handler) {
+func (h *Hub) run(req *http.Request, rv *proxy.Revisit, next caddyhttp.Handler) {
 	defer h.close()
 	defer func() {
 		// A panic here would take the whole process down: net/http only
@@ -133,7 +134,7 @@ func (h *Hub) run(req *http.Request, next caddyhttp.Handler) {
 	s := &sink{hub: h, header: make(http.Header)}
 	inner := proxy.NewWriter(s, &proxy.Options{MaxEventSize: h.cfg.MaxEventSize}, "", h.cancel)
 	defer inner.Close()
-	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, next)
+	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, rv, next)
 }
 
 // subscribe adds a client; with a known lastEventID its queue starts with
