@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -64,7 +65,7 @@ func readsCookie(key string) bool {
 // being served: it records the placeholder values the auth_header values
 // read, other than cookies, so that it never reads r again.
 func (s *Shaper) Revisit(r *http.Request, repl *caddy.Replacer) *Revisit {
-	rv := &Revisit{shaper: s, client: r.Header.Values("Cookie")}
+	rv := &Revisit{shaper: s, client: slices.Clone(r.Header.Values("Cookie"))}
 	path := r.URL.Path
 	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
 		path = or.URL.Path
