@@ -31,6 +31,10 @@ type Revisit struct {
 	site *url.URL
 	// client is the client's Cookie field, as sent.
 	client []string
+	// crossSite: the browser said the request is cross-site
+	// (Sec-Fetch-Site), where it neither keeps nor sends SameSite=Lax or
+	// Strict cookies.
+	crossSite bool
 	// known holds the values of the placeholders in the auth_header values
 	// other than cookies, as the client's request expanded them; nil when
 	// no auth_header value reads a cookie (then none changes).
@@ -65,7 +69,11 @@ func readsCookie(key string) bool {
 // being served: it records the placeholder values the auth_header values
 // read, other than cookies, so that it never reads r again.
 func (s *Shaper) Revisit(r *http.Request, repl *caddy.Replacer) *Revisit {
-	rv := &Revisit{shaper: s, client: slices.Clone(r.Header.Values("Cookie"))}
+	rv := &Revisit{
+		shaper:    s,
+		client:    slices.Clone(r.Header.Values("Cookie")),
+		crossSite: r.Header.Get("Sec-Fetch-Site") == "cross-site",
+	}
 	path := r.URL.Path
 	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
 		path = or.URL.Path
@@ -107,6 +115,11 @@ func (rv *Revisit) Store(h http.Header) {
 		return
 	}
 	set := (&http.Response{Header: h}).Cookies()
+	if rv.crossSite {
+		set = slices.DeleteFunc(set, func(c *http.Cookie) bool {
+			return c.SameSite == http.SameSiteLaxMode || c.SameSite == http.SameSiteStrictMode
+		})
+	}
 	if len(set) == 0 {
 		return
 	}

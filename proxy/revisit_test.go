@@ -149,3 +149,20 @@ func TestRevisitsOfTwoClientsKeepTheirCookiesApart(t *testing.T) {
 		t.Errorf("Cookie %q and %q", got1, got2)
 	}
 }
+
+func TestRevisitOfACrossSiteRequestKeepsNoSameSiteCookies(t *testing.T) {
+	s := mustShaper(t)
+	r, repl := prepared(t, "https://a.example.com/events", http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	up, err := s.Shape(context.Background(), r, repl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv := s.Revisit(r, repl)
+	rv.Store(setCookies("lax=1; SameSite=Lax", "strict=2; SameSite=Strict", "none=3; SameSite=None; Secure"))
+	if err := rv.Prepare(up); err != nil {
+		t.Fatal(err)
+	}
+	if got := up.Header.Get("Cookie"); got != "none=3" {
+		t.Errorf("Cookie %q, want only the SameSite=None one", got)
+	}
+}
