@@ -237,3 +237,20 @@ func TestUpstreamBOMReachesTheClientByteForByte(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedStreamReadsTheIDBehindALeadingBOM: a shared stream passes the
+// upstream's leading BOM on to its clients, and still knows the first
+// event's id, so a client resumes after it from the replay buffer.
+func TestSharedStreamReadsTheIDBehindALeadingBOM(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	up := newUpstream(t, script("\ufeffid: 1\ndata: 1\n\n", "id: 2\ndata: 2\n\n"))
+	base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 50ms\n\theartbeat off\n}")
+	c := testcaddy.Client(t, testcaddy.H2)
+	first := testcaddy.Open(t, c, base+"/events", sseAccept)
+	first.WaitFor(t, "\ufeffid: 1\ndata: 1\n\nid: 2\ndata: 2\n\n", wait)
+	resumed := testcaddy.Open(t, c, base+"/events", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"1"}})
+	resumed.WaitFor(t, "id: 2\ndata: 2\n\n", wait)
+	if got := string(resumed.Bytes()); got != "id: 2\ndata: 2\n\n" {
+		t.Errorf("resumed client got %q", got)
+	}
+}
