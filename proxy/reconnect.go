@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,7 @@ type Reconnect struct {
 func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, rv *Revisit, next caddyhttp.Handler) error {
 	wantStream := WantsStream(up)
 	delay := rc.Initial
+	base := up.Context()
 	var outage time.Time // when the current outage began; zero while up
 	var outageReason string
 	for {
@@ -130,10 +132,25 @@ func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, rv 
 			rc.log(zap.InfoLevel, "a credential the upstream removed is missing for the reconnect; ending the stream", zap.Error(err))
 			return nil
 		}
+		up = withOwnVars(up, base)
 		if rc.Metrics != nil {
 			rc.Metrics.reconnect()
 		}
 	}
+}
+
+// withOwnVars gives the next attempt a copy of the request's variable
+// table, in a context made from base (so that the chain does not grow with
+// every reconnect). reverse_proxy writes to that table on every attempt,
+// while a dial an earlier attempt started may still be reading it: Go's
+// transport finishes dials in the background, and Caddy's dialer reads the
+// table.
+func withOwnVars(r *http.Request, base context.Context) *http.Request {
+	vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if !ok {
+		return r
+	}
+	return r.WithContext(context.WithValue(base, caddyhttp.VarsCtxKey, maps.Clone(vars)))
 }
 
 // log writes at most one line a second per level for the handler, the rest
