@@ -478,11 +478,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer t.Stop()
 	}
 	if shared {
-		return h.serveShared(ctx, w, sw, up, repl, next, born)
+		return h.serveShared(ctx, w, sw, up, h.shaper.Revisit(r, repl), repl, next, born)
 	}
 	if h.reconnect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// A GET has no body, so it can be sent again.
-		return h.reconnect.Serve(ctx, sw, up, next)
+		return h.reconnect.Serve(ctx, sw, up, h.shaper.Revisit(r, repl), next)
 	}
 	defer func() {
 		// When the proxy ended the stream itself (reload, shutdown), the
@@ -504,7 +504,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // up the hub or anyone else. An HTTP/1.x client's connection is taken over
 // once the header is out, and this handler returns (see share.ServeConn);
 // any other client is served from this goroutine.
-func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, born time.Time) error {
+func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, rv *proxy.Revisit, repl *caddy.Replacer, next caddyhttp.Handler, born time.Time) error {
 	// Without a cors policy, the upstream's CORS fields reach every client
 	// of the stream as they are, and they depend on the Origin of the
 	// request that started it: clients of different origins (or none)
@@ -520,7 +520,7 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	} else {
 		key = share.DefaultKey(up, h.shaper.Owned(), vary)
 	}
-	hub, sub := share.Join(key, h.shareCfg, up, next, h.server, up.Header.Get("Last-Event-ID"))
+	hub, sub := share.Join(key, h.shareCfg, up, rv, next, h.server, up.Header.Get("Last-Event-ID"))
 	detached := false
 	defer func() {
 		if !detached {

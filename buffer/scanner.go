@@ -29,6 +29,18 @@ const (
 	idValueStart
 	// idValue: inside the value of an id field.
 	idValue
+	// fieldRetry: the line so far is a prefix of "retry" (Scanner.name
+	// bytes of it).
+	fieldRetry
+	// retryValueStart: the line so far is "retry:"; a space here is
+	// skipped.
+	retryValueStart
+	// retryDigits: the line so far is "retry:" and one space; a digit
+	// must follow.
+	retryDigits
+	// retryValue: inside the value of a retry field, one or more digits
+	// so far and nothing else.
+	retryValue
 )
 
 // MaxIDLen bounds the id values the scanner keeps. A longer id is not
@@ -55,7 +67,18 @@ type Scanner struct {
 	pendingOK bool   // pending holds an id (committed or newer)
 	masked    []byte // the bytes of the last Feed, id bytes masked (see Masked)
 	maskedOK  bool   // masked is for the last Feed
+	name      uint8  // fieldRetry: how many bytes of "retry" the line holds
+	digits    uint64 // retryValue: the value so far, saturated
+	retry     uint64 // the last retry field's value, in milliseconds
+	hasRetry  bool   // some retry field was seen
 }
+
+// retryName is the field that sets the reconnection time.
+const retryName = "retry"
+
+// maxRetry saturates retry values: about 292 years in nanoseconds, so that
+// Retry never overflows a time.Duration.
+const maxRetry = uint64(1<<63-1) / 1e6
 
 // lineStarts reports whether s is at the start of a line.
 func (s state) lineStart() bool {
@@ -122,15 +145,27 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 		if c != '\n' && c != '\r' {
 			switch {
 			case s.lineStart():
-				if c == 'i' {
+				switch c {
+				case 'i':
 					s = fieldI
-				} else {
+				case 'r':
+					s, sc.name = fieldRetry, 1
+				default:
 					s = inLine
 				}
 			case s == fieldI && c == 'd':
 				s = fieldID
 			case s == fieldID && c == ':':
 				s = idValueStart
+			case s == fieldRetry && int(sc.name) < len(retryName) && c == retryName[sc.name]:
+				sc.name++
+			case s == fieldRetry && int(sc.name) == len(retryName) && c == ':':
+				s, sc.digits = retryValueStart, 0
+			case (s == retryValueStart || s == retryDigits || s == retryValue) && '0' <= c && c <= '9':
+				s = retryValue
+				sc.digits = min(sc.digits*10+uint64(c-'0'), maxRetry)
+			case s == retryValueStart && c == ' ':
+				s = retryDigits
 			case s == idValueStart:
 				s = idValue
 				if c != ' ' {
@@ -145,6 +180,10 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 		switch s {
 		case fieldID, idValueStart, idValue:
 			sc.setPending()
+		case retryValue:
+			// Only a value of ASCII digits counts; an empty or other
+			// value is ignored, as the standard says.
+			sc.retry, sc.hasRetry = sc.digits, true
 		}
 		switch s {
 		case lineStart, lineStartCR:
@@ -272,16 +311,24 @@ func (sc *Scanner) LastID() ([]byte, bool) {
 	return sc.committed, sc.hasID
 }
 
+// Retry returns the value of the last valid retry field seen so far, in
+// milliseconds, and whether there was one. It is the reconnection time a
+// browser reading the same bytes would hold; a retry field takes effect
+// when its line ends, even in an event that is never completed.
+func (sc *Scanner) Retry() (ms uint64, ok bool) {
+	return sc.retry, sc.hasRetry
+}
+
 // Reset puts the scanner at a boundary, as after bytes that end with an
 // empty LF-terminated line (such as a heartbeat comment the proxy wrote).
-// The ids are kept.
+// The ids and the reconnection time are kept.
 func (sc *Scanner) Reset() {
 	sc.s = atBoundary
 }
 
 // Restart prepares the scanner for a new upstream response that continues
 // the same client stream: whatever event was pending is dropped, ids of
-// completed events are kept.
+// completed events are kept, and so is the reconnection time.
 func (sc *Scanner) Restart() {
 	sc.s = atBoundary
 	sc.val, sc.valLong, sc.valBad = sc.val[:0], false, false

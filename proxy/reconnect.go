@@ -3,7 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
+	"maps"
 	"net/http"
 	"time"
 
@@ -19,7 +19,8 @@ import (
 // read-only once in use.
 type Reconnect struct {
 	// Initial and Max bound the backoff between attempts; it doubles from
-	// Initial up to Max, and each wait is jittered down to half of it.
+	// Initial up to Max, and each wait is jittered down to half of it. The
+	// upstream's retry: field sets the shortest wait (see backoff).
 	Initial, Max time.Duration
 	// For is how long the upstream may stay down before the client's
 	// stream is ended with Hint (0: forever).
@@ -37,14 +38,16 @@ type Reconnect struct {
 
 // Serve relays up's responses from next to w until the client leaves, the
 // proxy ends the stream, or the upstream gives a final answer. ctx is the
-// context of up, cancelled when w ends the stream.
-func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, next caddyhttp.Handler) error {
+// context of up, cancelled when w ends the stream. rv, when not nil, keeps
+// the cookies the upstream sets and puts them on each reconnect's request.
+func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, rv *Revisit, next caddyhttp.Handler) error {
 	wantStream := WantsStream(up)
 	delay := rc.Initial
+	base := up.Context()
 	var outage time.Time // when the current outage began; zero while up
 	var outageReason string
 	for {
-		a := &attempt{client: w, header: make(http.Header), first: !w.Committed(), wantStream: wantStream}
+		a := &attempt{client: w, header: make(http.Header), first: !w.Committed(), wantStream: wantStream, revisit: rv}
 		a.onStream = func() {
 			if !outage.IsZero() {
 				rc.log(zap.InfoLevel, "upstream recovered", zap.Duration("outage", time.Since(outage)), zap.String("after", outageReason))
@@ -107,20 +110,45 @@ func (rc *Reconnect) Serve(ctx context.Context, w *Writer, up *http.Request, nex
 			return nil
 		}
 
-		wait := delay/2 + rand.N(delay/2+1)
+		var wait time.Duration
+		wait, delay = rc.backoff(delay, w)
+		if !outage.IsZero() && rc.For > 0 {
+			wait = min(wait, outage.Add(rc.For).Sub(now)) // the last try falls within For
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return nil
 		}
-		delay = min(2*delay, rc.Max)
 		if id, ok := w.LastEventID(); ok {
 			up.Header.Set("Last-Event-ID", id)
 		}
+		if err := rv.Prepare(up); err != nil {
+			// The browser's own reconnect would get the proxy's 401: end
+			// the stream as for a final answer.
+			w.End(nil, 0, ReasonUpstreamFinal)
+			rc.log(zap.InfoLevel, "a credential the upstream removed is missing for the reconnect; ending the stream", zap.Error(err))
+			return nil
+		}
+		up = withOwnVars(up, base)
 		if rc.Metrics != nil {
 			rc.Metrics.reconnect()
 		}
 	}
+}
+
+// withOwnVars gives the next attempt a copy of the request's variable
+// table, in a context made from base (so that the chain does not grow with
+// every reconnect). reverse_proxy writes to that table on every attempt,
+// while a dial an earlier attempt started may still be reading it: Go's
+// transport finishes dials in the background, and Caddy's dialer reads the
+// table.
+func withOwnVars(r *http.Request, base context.Context) *http.Request {
+	vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if !ok {
+		return r
+	}
+	return r.WithContext(context.WithValue(base, caddyhttp.VarsCtxKey, maps.Clone(vars)))
 }
 
 // log writes at most one line a second per level for the handler, the rest
@@ -170,6 +198,7 @@ type attempt struct {
 	outcome    outcome
 	status     int
 	onStream   func() // called when the answer is an event stream
+	revisit    *Revisit
 }
 
 func (a *attempt) Header() http.Header { return a.header }
@@ -179,6 +208,7 @@ func (a *attempt) WriteHeader(code int) {
 		return
 	}
 	a.status = code
+	a.revisit.Store(a.header) // as the browser does with any answer's cookies
 	isStream := code == http.StatusOK && IsEventStream(a.header.Get("Content-Type"))
 	switch {
 	case isStream:

@@ -56,11 +56,6 @@ func RetryLine(d time.Duration) []byte {
 // the boundary itself.
 var heartbeatLine = []byte(":\n")
 
-// utf8BOM is stripped from the start of an upstream stream: the HTML
-// standard drops it only as the very first bytes, and the proxy may already
-// have written a retry field or a heartbeat in front of it.
-var utf8BOM = []byte("\xef\xbb\xbf")
-
 // errStreamEnded is returned for writes after the proxy ended the stream.
 var errStreamEnded = errors.New("sse_proxy: stream ended by the proxy")
 
@@ -92,6 +87,7 @@ type Writer struct {
 	started   bool      // the upstream's first body bytes are past the BOM check
 	bomSeen   int       // leading bytes that match the BOM so far (held back)
 	dirty     bool      // bytes written since the last flush
+	sent      bool      // the client's body has bytes (set when they are flushed)
 	last      time.Time // last write to the client
 	flush     func() error
 	timer     *time.Timer
@@ -243,33 +239,6 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n + skipped, err
 }
 
-// leadingBOM drops a UTF-8 BOM at the start of the upstream body, also when
-// it arrives split across writes: up to two bytes that may begin a BOM are
-// held back until the next write decides. It returns what is left of p to
-// relay, the held bytes when they proved to be data, and how many bytes of
-// p it consumed. Callers hold mu.
-func (w *Writer) leadingBOM(p []byte) (rest, held []byte, consumed int) {
-	i := 0
-	for w.bomSeen+i < len(utf8BOM) && i < len(p) && p[i] == utf8BOM[w.bomSeen+i] {
-		i++
-	}
-	switch {
-	case w.bomSeen+i == len(utf8BOM): // a whole BOM: drop it
-		w.started, w.bomSeen = true, 0
-		return p[i:], nil, i
-	case i == len(p): // still a BOM prefix: hold it
-		w.bomSeen += i
-		return nil, nil, i
-	default: // not a BOM after all
-		w.started = true
-		if w.bomSeen > 0 {
-			held = utf8BOM[:w.bomSeen]
-			w.bomSeen = 0
-		}
-		return p, held, 0
-	}
-}
-
 // writeHeld relays only complete events: bytes up to the last boundary in
 // p go out with what was held before; the rest is held. An event that
 // outgrows MaxEventSize streams through until it ends. Callers hold mu.
@@ -406,6 +375,7 @@ func (w *Writer) write(p []byte) error {
 
 // flushNow flushes the underlying writer; callers hold mu.
 func (w *Writer) flushNow() error {
+	w.sent = w.sent || w.dirty
 	w.dirty = false
 	if w.flush == nil {
 		return nil

@@ -206,45 +206,6 @@ func TestHeartbeatTimerFires(t *testing.T) {
 	}
 }
 
-func TestLeadingBOMIsDropped(t *testing.T) {
-	w, rec, _ := startStream(t, &Options{Retry: time.Second}, nil)
-	n, err := w.Write([]byte("\xef\xbb\xbfdata: a\n\n"))
-	if err != nil || n != 12 {
-		t.Fatalf("Write = %d, %v", n, err)
-	}
-	w.Write([]byte("\xef\xbb\xbfdata: b\n\n")) // not leading: the upstream's business
-	if got := rec.body(); got != "retry: 1000\ndata: a\n\n\xef\xbb\xbfdata: b\n\n" {
-		t.Errorf("body %q", got)
-	}
-}
-
-func TestBOMSplitAcrossWrites(t *testing.T) {
-	w, rec, _ := startStream(t, &Options{}, nil)
-	w.Write([]byte("\xef"))
-	w.Write([]byte("\xbb"))
-	if got := rec.body(); got != "" {
-		t.Fatalf("BOM prefix relayed early: %q", got)
-	}
-	w.Write([]byte("\xbfdata: a\n\n"))
-	if got := rec.body(); got != "data: a\n\n" {
-		t.Errorf("body %q", got)
-	}
-	// A prefix that turns out to be data is relayed, in order.
-	w, rec, _ = startStream(t, &Options{}, nil)
-	w.Write([]byte("\xef\xbb"))
-	w.Write([]byte("x\n\n"))
-	if got := rec.body(); got != "\xef\xbbx\n\n" {
-		t.Errorf("body %q", got)
-	}
-	// And one that the stream ends in is relayed on Close.
-	w, rec, _ = startStream(t, &Options{}, nil)
-	w.Write([]byte("\xef"))
-	w.Close()
-	if got := rec.body(); got != "\xef" {
-		t.Errorf("body %q", got)
-	}
-}
-
 func TestEncodedStreamGetsNoBytesOfOurs(t *testing.T) {
 	w, rec, _ := startStream(t, &Options{Heartbeat: time.Hour, Retry: time.Second}, http.Header{"Content-Encoding": {"gzip"}})
 	w.Write([]byte("\x1f\x8b"))
@@ -424,18 +385,25 @@ func FuzzHeartbeatsNeverChangeTheStream(f *testing.F) {
 				if string(c.b) != ":\n" {
 					t.Fatalf("tick wrote %q", c.b)
 				}
-				if !atBoundary(relayed) {
+				if !atBoundary(bytes.TrimPrefix(relayed, utf8BOM)) {
 					t.Fatalf("heartbeat after %q: inside an event", relayed)
 				}
 				continue
 			}
 			relayed = append(relayed, c.b...)
 		}
-		want := bytes.TrimPrefix(stream, utf8BOM)
+		body := bytes.TrimPrefix(stream, utf8BOM)
 		var sc buffer.Scanner // ids no header can carry are masked
-		sc.Feed(want)
+		sc.Feed(body)
 		if m := sc.Masked(); m != nil {
-			want = m
+			body = m
+		}
+		// The upstream's leading BOM reaches the client when nothing went
+		// before it, where the browser strips it; after a heartbeat it
+		// would be data, and the proxy drops it.
+		want := body
+		if len(body) < len(stream) && !(len(rec.writes) > 0 && rec.writes[0].heartbeat) {
+			want = append(bytes.Clone(utf8BOM), body...)
 		}
 		if !bytes.Equal(relayed, want) {
 			t.Fatalf("client got %q without heartbeats, upstream sent %q", relayed, want)

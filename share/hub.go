@@ -56,11 +56,13 @@ var (
 )
 
 // Join subscribes a client to the hub for key, starting the hub (and its
-// upstream request, up, through next) if there is none. lastEventID, when
+// Join subscribes a client to the hub for key, starting the hub (and its
+// upstream request, up, through next) if there is none; a hub it starts
+// keeps the upstream's cookies for its reconnects in rv. lastEventID, when
 // set, asks for the events after it from the replay buffer; a hub that
 // starts has none, so such a client joins live. The caller must Leave the
 // returned subscription.
-func Join(key string, cfg *Config, up *http.Request, next caddyhttp.Handler, srv *caddyhttp.Server, lastEventID string) (*Hub, *Sub) {
+func Join(key string, cfg *Config, up *http.Request, rv *proxy.Revisit, next caddyhttp.Handler, srv *caddyhttp.Server, lastEventID string) (*Hub, *Sub) {
 	registryMu.Lock()
 	hub, ok := registry[key]
 	if !ok {
@@ -70,7 +72,7 @@ func Join(key string, cfg *Config, up *http.Request, next caddyhttp.Handler, srv
 	sub := hub.subscribe(lastEventID)
 	registryMu.Unlock()
 	if !ok {
-		hub.start(up, next, srv)
+		hub.start(up, rv, next, srv)
 	}
 	return hub, sub
 }
@@ -130,14 +132,14 @@ func newHub(key string, cfg *Config) *Hub {
 // Each client's position is its own, in the replay buffer. (The proxy's
 // Shaper has already moved a last_event_id_query parameter into the header
 // and off the URL.)
-func (h *Hub) start(up *http.Request, next caddyhttp.Handler, srv *caddyhttp.Server) {
+func (h *Hub) start(up *http.Request, rv *proxy.Revisit, next caddyhttp.Handler, srv *caddyhttp.Server) {
 	req := up.Clone(h.ctx)
 	req.Header.Del("Last-Event-ID")
 	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, srv)
-	go h.run(req, next)
+	go h.run(req, rv, next)
 }
 
-func (h *Hub) run(req *http.Request, next caddyhttp.Handler) {
+func (h *Hub) run(req *http.Request, rv *proxy.Revisit, next caddyhttp.Handler) {
 	defer h.close()
 	defer func() {
 		// A panic here would take the whole process down: net/http only
@@ -156,7 +158,7 @@ func (h *Hub) run(req *http.Request, next caddyhttp.Handler) {
 		s.restart()
 		return next.ServeHTTP(w, r)
 	})
-	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, attempt)
+	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, rv, attempt)
 }
 
 // eventCut counts an event the sink cut, and logs it (at most once a

@@ -1,6 +1,7 @@
 package share
 
 import (
+	"bytes"
 	"net/http"
 
 	"github.com/sse-proxy/caddy-sse-proxy/buffer"
@@ -32,7 +33,12 @@ type sink struct {
 	prevID string
 	hasID  bool
 	final  bool // the answer is not a stream: its body goes to the clients as it is
+	begun  bool // some of the body was written
 }
+
+// bom is the byte-order mark the hub's writer passes through, as a write
+// of its own, at the start of the upstream's body.
+var bom = []byte("\xef\xbb\xbf")
 
 func (s *sink) Header() http.Header { return s.header }
 
@@ -47,6 +53,16 @@ func (s *sink) Write(p []byte) (int, error) {
 	if s.final {
 		s.hub.relayBody(p)
 		return n, nil
+	}
+	if !s.begun {
+		s.begun = true
+		if bytes.Equal(p, bom) {
+			// The first event keeps it (each client's writer decides
+			// whether its page needs it), but the scanner reads on as the
+			// browser does, after it: an id on the first line counts.
+			s.cur = append(s.cur, p...)
+			return n, nil
+		}
 	}
 	for len(p) > 0 {
 		i := s.sc.NextEvent(p)
