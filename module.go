@@ -511,7 +511,7 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	case <-ctx.Done():
 		return nil
 	}
-	status, header, stream, ok := hub.Answer()
+	status, header, stream, ok := hub.Answer(sub)
 	if !ok {
 		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("sse_proxy: the shared upstream stream ended without an answer"))
 	}

@@ -68,6 +68,9 @@ func Join(key string, cfg *Config, up *http.Request, next caddyhttp.Handler, srv
 		registry[key] = hub
 	}
 	sub := hub.subscribe(lastEventID)
+	if !ok {
+		hub.starter = sub // set before the hub is shared: no lock needed
+	}
 	registryMu.Unlock()
 	if !ok {
 		hub.start(up, next, srv)
@@ -92,6 +95,10 @@ type Hub struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	ready  chan struct{} // closed once the answer is known (markReady)
+	// starter is the subscription whose request the upstream answers: the
+	// only one that gets the answer's Set-Cookie (see Answer). Set once,
+	// before the hub is in the registry.
+	starter *Sub
 
 	mu        sync.Mutex
 	state     state
@@ -288,17 +295,26 @@ func (h *Hub) close() {
 // Ready is closed once the upstream's answer is known.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// Answer is the upstream's answer as every client gets it: the status and
+// Answer is the upstream's answer as s's client gets it: the status and
 // header (copied), and whether it is an event stream. Any other answer's
 // body comes through the client's queue as it arrives, and the hub closes
 // when it ends. ok is false when the hub ended without an answer.
-func (h *Hub) Answer() (status int, header http.Header, stream bool, ok bool) {
+//
+// Set-Cookie goes only to the client that started the hub: a cookie the
+// backend set for that request (a new visitor's session, a login's state)
+// is that client's, and would otherwise put every client that shares the
+// stream in one session.
+func (h *Hub) Answer(s *Sub) (status int, header http.Header, stream bool, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.header == nil {
 		return 0, nil, false, false
 	}
-	return h.status, h.header.Clone(), !h.nonStream, true
+	header = h.header.Clone()
+	if s != h.starter {
+		header.Del("Set-Cookie")
+	}
+	return h.status, header, !h.nonStream, true
 }
 
 // publish adds a complete event to the replay buffer and every queue. The
