@@ -203,12 +203,13 @@ func (h *Hub) subscribe(lastEventID string) *Sub {
 				h.cfg.Metrics.replayMisses.Inc()
 			}
 		}
-		for _, e := range events {
-			s.queue = append(s.queue, e.Data...)
-		}
-		// Replayed events do not count against the client's buffer.
-		s.limit += len(s.queue)
-		if len(s.queue) > 0 {
+		// Replayed events do not count against the client's buffer, and
+		// are not copied: the client holds the replay buffer's own
+		// (immutable) events, and takes them a batch at a time. A copy
+		// each would let every client that resumes from far back and
+		// then reads nothing hold up to replay_max_bytes.
+		s.replayed = events
+		if len(s.replayed) > 0 {
 			s.signal <- struct{}{}
 		}
 	}
@@ -408,12 +409,15 @@ type Sub struct {
 	// token on signal; running is true while that goroutine runs.
 	wake    func()
 	running bool
-	queue   []byte
-	spare   []byte
-	limit   int
-	active  bool // the client's handler is running
-	evicted bool
-	closed  bool
+	// replayed are the events a resuming client missed, shared with the
+	// replay buffer; they go out before queue.
+	replayed []buffer.Event
+	queue    []byte
+	spare    []byte
+	limit    int
+	active   bool // the client's handler is running
+	evicted  bool
+	closed   bool
 	// cutConn cuts the client's connection short (a write deadline in the
 	// past), so that its goroutine, stuck writing, lets go.
 	cutConn func()
@@ -463,7 +467,7 @@ func (s *Sub) Wake(wake func()) {
 	s.mu.Lock()
 	s.wake = wake
 	var start func()
-	if len(s.queue) > 0 || s.evicted || s.closed {
+	if len(s.queue) > 0 || len(s.replayed) > 0 || s.evicted || s.closed {
 		start = s.notify()
 	}
 	s.mu.Unlock()
@@ -479,7 +483,7 @@ func (s *Sub) Wake(wake func()) {
 func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.queue) == 0 && !s.evicted && !s.closed {
+	if len(s.queue) == 0 && len(s.replayed) == 0 && !s.evicted && !s.closed {
 		s.running = false
 		// An idle client keeps no large buffer from a burst.
 		if cap(s.queue) > 4<<10 {
@@ -490,9 +494,31 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 		}
 		return nil, false, false, true
 	}
-	batch = s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	return batch, s.evicted, s.closed, false
+	batch, more := s.next()
+	return batch, s.evicted, s.closed && !more, false
+}
+
+// next takes the next batch: replayed events first, copied a batch of at
+// most limit bytes (or one event) at a time, then the whole queue. more
+// reports that something is left to take. Callers hold s.mu.
+func (s *Sub) next() (batch []byte, more bool) {
+	if len(s.replayed) == 0 {
+		batch = s.queue
+		s.queue, s.spare = s.spare[:0], nil
+		return batch, false
+	}
+	batch, s.spare = s.spare[:0], nil
+	n := 0
+	for n < len(s.replayed) && (n == 0 || len(batch)+len(s.replayed[n].Data) <= s.limit) {
+		batch = append(batch, s.replayed[n].Data...)
+		s.replayed[n] = buffer.Event{} // let the buffer drop it
+		n++
+	}
+	s.replayed = s.replayed[n:]
+	if len(s.replayed) == 0 {
+		s.replayed = nil
+	}
+	return batch, len(s.replayed) > 0 || len(s.queue) > 0
 }
 
 // push queues an event, or evicts the client when its queue is full. An
@@ -509,7 +535,7 @@ func (s *Sub) push(ev []byte) (wake func()) {
 	}
 	if len(s.queue) > 0 && len(s.queue)+len(ev) > s.limit {
 		s.evicted = true
-		s.queue = s.queue[:0]
+		s.queue, s.replayed = s.queue[:0], nil
 		if m := s.hub.cfg.Metrics; m != nil {
 			m.evictions.Inc()
 		}
@@ -523,14 +549,21 @@ func (s *Sub) push(ev []byte) (wake func()) {
 // Signal is ready to receive when there is something to Take.
 func (s *Sub) Signal() <-chan struct{} { return s.signal }
 
-// Take returns everything queued, to be written in one go, and whether the
-// client was evicted or the hub closed. Give the slice back with Done.
+// Take returns what is queued, to be written in one go, and whether the
+// client was evicted or the hub closed (once nothing is left to take).
+// Replayed events come a batch at a time; while more is left, Signal has
+// a token again. Give the slice back with Done.
 func (s *Sub) Take() (batch []byte, evicted, closed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	batch = s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	return batch, s.evicted, s.closed
+	batch, more := s.next()
+	if more {
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+	}
+	return batch, s.evicted, s.closed && !more
 }
 
 // Done returns a batch's memory for reuse, unless it grew large.
