@@ -587,6 +587,9 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		if closed {
 			if stream {
 				sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
+			} else if hub.Broken() {
+				// As unshared: a body that broke is cut off, not ended.
+				panic(http.ErrAbortHandler)
 			}
 			return nil // a final answer's body is over
 		}

@@ -2,6 +2,7 @@ package sseproxy_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -48,6 +49,31 @@ func TestSharedClientsNeverGetAnotherClientsSetCookie(t *testing.T) {
 			}
 			if got := n.Load(); got != 1 {
 				t.Errorf("upstream got %d requests, want 1 (the clients share)", got)
+			}
+		})
+	}
+}
+
+// A first answer that is not a stream and breaks in the middle of its body
+// (the upstream's connection drops) must not reach a shared client as a
+// body that ended well: unshared, the client's response is cut off too, so
+// that it can tell a truncated body from a whole one.
+func TestSharedClientSeesANonStreamAnswerThatBrokeAsBroken(t *testing.T) {
+	for _, p := range sharedProtos {
+		t.Run(string(p), func(t *testing.T) {
+			testcaddy.LeakCheck(t)
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusOK)
+				write(w, `{"part": "one", `)
+				time.Sleep(100 * time.Millisecond)
+				panic(http.ErrAbortHandler) // the connection drops mid-body
+			})
+			base := startSite(t, "sse_proxy "+up.addr()+" {\n\tshare\n\tshare_linger 100ms\n\treconnect_for 1s\n}")
+			s := testcaddy.Open(t, testcaddy.Client(t, p), base+"/events", sseAccept)
+			err := s.WaitEnd(t, wait)
+			if err == io.EOF {
+				t.Errorf("the client got %q as a whole body; want its response cut off", s.Bytes())
 			}
 		})
 	}

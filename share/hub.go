@@ -105,6 +105,7 @@ type Hub struct {
 	status    int
 	header    http.Header
 	nonStream bool // the answer is not an event stream
+	broken    bool // the non-stream answer's body broke before its end
 	replay    *buffer.Replay
 	subs      map[*Sub]struct{}
 	linger    *time.Timer
@@ -150,6 +151,15 @@ func (h *Hub) run(req *http.Request, next caddyhttp.Handler) {
 		// A panic here would take the whole process down: net/http only
 		// recovers the goroutines it runs handlers on.
 		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				// reverse_proxy's way to say a non-stream answer's body
+				// broke (a stream's break is retried): its clients'
+				// responses must break too, not end as if whole.
+				h.mu.Lock()
+				h.broken = true
+				h.mu.Unlock()
+				return
+			}
 			h.cfg.Logger.Error("shared stream: upstream handler panicked", zap.Any("panic", v))
 		}
 	}()
@@ -316,6 +326,14 @@ func (h *Hub) Answer(s *Sub) (status int, header http.Header, stream bool, ok bo
 		header.Del("Set-Cookie")
 	}
 	return h.status, header, !h.nonStream, true
+}
+
+// Broken reports whether a non-stream answer's body broke before its end;
+// known once the client's subscription is closed.
+func (h *Hub) Broken() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.broken
 }
 
 // publish adds a complete event to the replay buffer and every queue. The
