@@ -1,6 +1,16 @@
 package sseproxy_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"sync"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,5 +86,89 @@ func TestSharedClientSeesANonStreamAnswerThatBrokeAsBroken(t *testing.T) {
 				t.Errorf("the client got %q as a whole body; want its response cut off", s.Bytes())
 			}
 		})
+	}
+}
+
+// clientCert makes a self-signed client certificate for cn.
+func clientCert(t *testing.T, cn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// A TLS client certificate is a credential like a cookie: a backend that
+// knows its users by the certificate the proxy passes on (header_up of a
+// {http.request.tls.client.*} placeholder) must never have one user's
+// stream served to another. Clients with different certificates do not
+// share; clients with the same one do.
+func TestSharedClientsWithDifferentClientCertificatesNeverShare(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	up := newUpstream(t, echoing("X-Client-Subject", func(v string) {
+		mu.Lock()
+		seen[v]++
+		mu.Unlock()
+	}))
+	port := testcaddy.FreePort(t)
+	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY} {\n\t\tclient_auth {\n\t\t\tmode request\n\t\t}\n\t}\n"+
+		"\tsse_proxy %s {\n\t\tshare\n\t\tshare_linger 200ms\n\t\theader_up X-Client-Subject {http.request.tls.client.subject}\n\t}\n}\n",
+		testcaddy.GlobalOptions, port, up.addr()))
+	base := fmt.Sprintf("https://localhost:%d", port)
+	certs := map[string]tls.Certificate{"alice": clientCert(t, "alice"), "bob": clientCert(t, "bob")}
+	for _, user := range []string{"alice", "bob", "alice"} {
+		tr := &http.Transport{
+			ForceAttemptHTTP2: true,
+			TLSClientConfig: &tls.Config{
+				InsecureSkipVerify: true, //nolint:gosec // a test certificate
+				Certificates:       []tls.Certificate{certs[user]},
+			},
+		}
+		var conns []net.Conn
+		var connsMu sync.Mutex
+		dialer := &net.Dialer{}
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err == nil {
+				connsMu.Lock()
+				conns = append(conns, c)
+				connsMu.Unlock()
+			}
+			return c, err
+		}
+		t.Cleanup(func() {
+			tr.CloseIdleConnections()
+			connsMu.Lock()
+			defer connsMu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+		s := testcaddy.Open(t, &http.Client{Transport: tr}, base+"/events", sseAccept)
+		s.WaitFor(t, "data: for ", wait)
+		s.WaitFor(t, "\n\n", wait)
+		events, _, _ := testcaddy.ParseEvents(s.Bytes())
+		if want := "for CN=" + user; len(events) == 0 || events[0].Data != want {
+			t.Errorf("%s got %q, want %q", user, s.Bytes(), want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen["CN=alice"] != 1 || seen["CN=bob"] != 1 {
+		t.Errorf("upstream requests by client certificate: %v; want one for alice (shared by her two clients) and one for bob", seen)
 	}
 }
