@@ -532,7 +532,7 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 	case <-ctx.Done():
 		return nil
 	}
-	status, header, stream, ok := hub.Answer()
+	status, header, stream, ok := hub.Answer(sub)
 	if !ok {
 		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("sse_proxy: the shared upstream stream ended without an answer"))
 	}
@@ -608,6 +608,9 @@ func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *pr
 		if closed {
 			if stream {
 				sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
+			} else if hub.Broken() {
+				// As unshared: a body that broke is cut off, not ended.
+				panic(http.ErrAbortHandler)
 			}
 			return nil // a final answer's body is over
 		}

@@ -70,6 +70,9 @@ func Join(key string, cfg *Config, up *http.Request, rv *proxy.Revisit, next cad
 		registry[key] = hub
 	}
 	sub := hub.subscribe(lastEventID)
+	if !ok {
+		hub.starter = sub // set before the hub is shared: no lock needed
+	}
 	registryMu.Unlock()
 	if !ok {
 		hub.start(up, rv, next, srv)
@@ -94,12 +97,17 @@ type Hub struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	ready  chan struct{} // closed once the answer is known (markReady)
+	// starter is the subscription whose request the upstream answers: the
+	// only one that gets the answer's Set-Cookie (see Answer). Set once,
+	// before the hub is in the registry.
+	starter *Sub
 
 	mu        sync.Mutex
 	state     state
 	status    int
 	header    http.Header
 	nonStream bool // the answer is not an event stream
+	broken    bool // the non-stream answer's body broke before its end
 	replay    *buffer.Replay
 	subs      map[*Sub]struct{}
 	linger    *time.Timer
@@ -145,6 +153,15 @@ func (h *Hub) run(req *http.Request, rv *proxy.Revisit, next caddyhttp.Handler) 
 		// A panic here would take the whole process down: net/http only
 		// recovers the goroutines it runs handlers on.
 		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				// reverse_proxy's way to say a non-stream answer's body
+				// broke (a stream's break is retried): its clients'
+				// responses must break too, not end as if whole.
+				h.mu.Lock()
+				h.broken = true
+				h.mu.Unlock()
+				return
+			}
 			h.cfg.Logger.Error("shared stream: upstream handler panicked", zap.Any("panic", v))
 		}
 	}()
@@ -198,12 +215,13 @@ func (h *Hub) subscribe(lastEventID string) *Sub {
 				h.cfg.Metrics.replayMisses.Inc()
 			}
 		}
-		for _, e := range events {
-			s.queue = append(s.queue, e.Data...)
-		}
-		// Replayed events do not count against the client's buffer.
-		s.limit += len(s.queue)
-		if len(s.queue) > 0 {
+		// Replayed events do not count against the client's buffer, and
+		// are not copied: the client holds the replay buffer's own
+		// (immutable) events, and takes them a batch at a time. A copy
+		// each would let every client that resumes from far back and
+		// then reads nothing hold up to replay_max_bytes.
+		s.replayed = events
+		if len(s.replayed) > 0 {
 			s.signal <- struct{}{}
 		}
 	}
@@ -290,17 +308,34 @@ func (h *Hub) close() {
 // Ready is closed once the upstream's answer is known.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// Answer is the upstream's answer as every client gets it: the status and
+// Answer is the upstream's answer as s's client gets it: the status and
 // header (copied), and whether it is an event stream. Any other answer's
 // body comes through the client's queue as it arrives, and the hub closes
 // when it ends. ok is false when the hub ended without an answer.
-func (h *Hub) Answer() (status int, header http.Header, stream bool, ok bool) {
+//
+// Set-Cookie goes only to the client that started the hub: a cookie the
+// backend set for that request (a new visitor's session, a login's state)
+// is that client's, and would otherwise put every client that shares the
+// stream in one session.
+func (h *Hub) Answer(s *Sub) (status int, header http.Header, stream bool, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.header == nil {
 		return 0, nil, false, false
 	}
-	return h.status, h.header.Clone(), !h.nonStream, true
+	header = h.header.Clone()
+	if s != h.starter {
+		header.Del("Set-Cookie")
+	}
+	return h.status, header, !h.nonStream, true
+}
+
+// Broken reports whether a non-stream answer's body broke before its end;
+// known once the client's subscription is closed.
+func (h *Hub) Broken() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.broken
 }
 
 // publish adds a complete event to the replay buffer and every queue. The
@@ -394,12 +429,15 @@ type Sub struct {
 	// token on signal; running is true while that goroutine runs.
 	wake    func()
 	running bool
-	queue   []byte
-	spare   []byte
-	limit   int
-	active  bool // the client's handler is running
-	evicted bool
-	closed  bool
+	// replayed are the events a resuming client missed, shared with the
+	// replay buffer; they go out before queue.
+	replayed []buffer.Event
+	queue    []byte
+	spare    []byte
+	limit    int
+	active   bool // the client's handler is running
+	evicted  bool
+	closed   bool
 	// cutConn cuts the client's connection short (a write deadline in the
 	// past), so that its goroutine, stuck writing, lets go.
 	cutConn func()
@@ -449,7 +487,7 @@ func (s *Sub) Wake(wake func()) {
 	s.mu.Lock()
 	s.wake = wake
 	var start func()
-	if len(s.queue) > 0 || s.evicted || s.closed {
+	if len(s.queue) > 0 || len(s.replayed) > 0 || s.evicted || s.closed {
 		start = s.notify()
 	}
 	s.mu.Unlock()
@@ -465,7 +503,7 @@ func (s *Sub) Wake(wake func()) {
 func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.queue) == 0 && !s.evicted && !s.closed {
+	if len(s.queue) == 0 && len(s.replayed) == 0 && !s.evicted && !s.closed {
 		s.running = false
 		// An idle client keeps no large buffer from a burst.
 		if cap(s.queue) > 4<<10 {
@@ -476,9 +514,31 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 		}
 		return nil, false, false, true
 	}
-	batch = s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	return batch, s.evicted, s.closed, false
+	batch, more := s.next()
+	return batch, s.evicted, s.closed && !more, false
+}
+
+// next takes the next batch: replayed events first, copied a batch of at
+// most limit bytes (or one event) at a time, then the whole queue. more
+// reports that something is left to take. Callers hold s.mu.
+func (s *Sub) next() (batch []byte, more bool) {
+	if len(s.replayed) == 0 {
+		batch = s.queue
+		s.queue, s.spare = s.spare[:0], nil
+		return batch, false
+	}
+	batch, s.spare = s.spare[:0], nil
+	n := 0
+	for n < len(s.replayed) && (n == 0 || len(batch)+len(s.replayed[n].Data) <= s.limit) {
+		batch = append(batch, s.replayed[n].Data...)
+		s.replayed[n] = buffer.Event{} // let the buffer drop it
+		n++
+	}
+	s.replayed = s.replayed[n:]
+	if len(s.replayed) == 0 {
+		s.replayed = nil
+	}
+	return batch, len(s.replayed) > 0 || len(s.queue) > 0
 }
 
 // push queues an event, or evicts the client when its queue is full. An
@@ -495,7 +555,7 @@ func (s *Sub) push(ev []byte) (wake func()) {
 	}
 	if len(s.queue) > 0 && len(s.queue)+len(ev) > s.limit {
 		s.evicted = true
-		s.queue = s.queue[:0]
+		s.queue, s.replayed = s.queue[:0], nil
 		if m := s.hub.cfg.Metrics; m != nil {
 			m.evictions.Inc()
 		}
@@ -509,14 +569,21 @@ func (s *Sub) push(ev []byte) (wake func()) {
 // Signal is ready to receive when there is something to Take.
 func (s *Sub) Signal() <-chan struct{} { return s.signal }
 
-// Take returns everything queued, to be written in one go, and whether the
-// client was evicted or the hub closed. Give the slice back with Done.
+// Take returns what is queued, to be written in one go, and whether the
+// client was evicted or the hub closed (once nothing is left to take).
+// Replayed events come a batch at a time; while more is left, Signal has
+// a token again. Give the slice back with Done.
 func (s *Sub) Take() (batch []byte, evicted, closed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	batch = s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	return batch, s.evicted, s.closed
+	batch, more := s.next()
+	if more {
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+	}
+	return batch, s.evicted, s.closed && !more
 }
 
 // Done returns a batch's memory for reuse, unless it grew large.

@@ -20,8 +20,9 @@ var credentialFields = []string{"Authorization", "Cookie", "Proxy-Authorization"
 // path as it goes on the wire (escaped: /a%2Fb and /a/b are different
 // requests), query (see canonicalQuery), and the values of the credential
 // fields it carries to the upstream, the ones the proxy owns and the
-// client's own Authorization, Cookie and Proxy-Authorization (so that
-// clients with different credentials never share), and of the fields in
+// client's own Authorization, Cookie and Proxy-Authorization, and the
+// client's TLS certificate, if any (so that clients with different
+// credentials never share), and of the fields in
 // vary (the fields the upstream's answer may depend on that the stream's
 // clients get as they are, such as Origin for its CORS fields).
 // Last-Event-ID plays no part. The key is a hash: credentials are not kept
@@ -35,7 +36,15 @@ func DefaultKey(up *http.Request, owned, vary []string) string {
 	if path == "" {
 		path = up.URL.EscapedPath()
 	}
-	for _, s := range []string{up.Method, up.Host, path, canonicalQuery(up.URL.RawQuery)} {
+	// A TLS client certificate is a credential as much as a cookie is: a
+	// backend may know its users by it (passed on with a header_up of a
+	// {http.request.tls.client.*} placeholder), and no request field
+	// tells two certificates apart. Its DER bytes count (hashed, as all).
+	var cert string
+	if up.TLS != nil && len(up.TLS.PeerCertificates) > 0 {
+		cert = string(up.TLS.PeerCertificates[0].Raw)
+	}
+	for _, s := range []string{up.Method, up.Host, path, canonicalQuery(up.URL.RawQuery), cert} {
 		writePart(h, s)
 	}
 	writeFields(h, up.Header, slices.Concat(owned, credentialFields, vary))
