@@ -78,7 +78,7 @@ func TestHubResumingClientsRacingAppendsLoseNothing(t *testing.T) {
 			defer wg.Done()
 			last := ""
 			for round := 0; round < 30; round++ {
-				hub, sub := Join(key, cfg, req, caddyhttp.HandlerFunc(numbered), nil, last)
+				hub, sub := Join(key, cfg, req, nil, caddyhttp.HandlerFunc(numbered), nil, last)
 				firstMu.Lock()
 				if first == nil {
 					first = hub
@@ -159,7 +159,7 @@ func TestHubOpenNonStreamAnswerEndsWhenItsClientsLeave(t *testing.T) {
 	hubs := make([]*Hub, 10)
 	subs := make([]*Sub, 10)
 	for i := range hubs {
-		hubs[i], subs[i] = Join(key, cfg, req, next, nil, "")
+		hubs[i], subs[i] = Join(key, cfg, req, nil, next, nil, "")
 	}
 	close(start)
 	for i := range hubs {
@@ -186,7 +186,7 @@ func TestHubOpenNonStreamAnswerEndsWhenItsClientsLeave(t *testing.T) {
 	}
 	// A client that comes once the answer is known starts anew.
 	<-hubs[0].Ready()
-	h2, s2 := Join(key, cfg, req, next, nil, "")
+	h2, s2 := Join(key, cfg, req, nil, next, nil, "")
 	if h2 == hubs[0] {
 		t.Errorf("a client joined a non-stream answer already under way")
 	}
