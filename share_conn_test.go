@@ -145,7 +145,9 @@ func TestSharedHTTP1ClientEndsAtMaxAge(t *testing.T) {
 	}
 	got := s.Bytes()
 	_, _, retry := testcaddy.ParseEvents(got)
-	if retry < 1000 || retry > 2000 || !strings.HasSuffix(string(got), "\n\n") {
+	// The hint is one line after the last event's empty line (see RetryLine).
+	tail := string(got[strings.LastIndex(string(got), "\n\n")+2:])
+	if retry < 1000 || retry > 2000 || !strings.HasPrefix(tail, "retry: ") || strings.Count(tail, "\n") != 1 || !strings.HasSuffix(tail, "\n") {
 		t.Errorf("ended with retry %d (want 1000–2000), after %q", retry, got[max(0, len(got)-60):])
 	}
 	seq(t, got)

@@ -28,18 +28,18 @@ func TestUpstreamBOMReachesThePageAsWithoutTheProxy(t *testing.T) {
 			resps: [][]string{{bom + bom + "data: 1\n\ndata: 2\n\n"}}, want: bom + bom + "data: 1\n\ndata: 2\n\n"},
 		{name: "one BOM after retry: dropped",
 			opts:  Options{Retry: time.Second},
-			resps: [][]string{{bom + "data: 1\n\n"}}, want: "retry: 1000\n\ndata: 1\n\n"},
+			resps: [][]string{{bom + "data: 1\n\n"}}, want: "retry: 1000\ndata: 1\n\n"},
 		{name: "two BOMs after retry: one dropped",
 			opts:  Options{Retry: time.Second},
-			resps: [][]string{{bom + bom + "data: 1\n\ndata: 2\n\n"}}, want: "retry: 1000\n\n" + bom + "data: 1\n\ndata: 2\n\n"},
+			resps: [][]string{{bom + bom + "data: 1\n\ndata: 2\n\n"}}, want: "retry: 1000\n" + bom + "data: 1\n\ndata: 2\n\n"},
 		{name: "split across writes",
 			resps: [][]string{{"\xef", "\xbb", "\xbf\xef\xbb", "\xbfdata: 1\n\ndata: 2\n\n"}}, want: bom + bom + "data: 1\n\ndata: 2\n\n"},
 		{name: "split across writes after retry",
 			opts:  Options{Retry: time.Second},
-			resps: [][]string{{"\xef", "\xbb", "\xbfdata: 1\n\n"}}, want: "retry: 1000\n\ndata: 1\n\n"},
+			resps: [][]string{{"\xef", "\xbb", "\xbfdata: 1\n\n"}}, want: "retry: 1000\ndata: 1\n\n"},
 		{name: "after a heartbeat: dropped",
 			opts: Options{Heartbeat: time.Hour}, tick: true,
-			resps: [][]string{{bom + "data: 1\n\n"}}, want: ":\n\ndata: 1\n\n"},
+			resps: [][]string{{bom + "data: 1\n\n"}}, want: ":\ndata: 1\n\n"},
 		{name: "a reconnect's BOM: dropped, its second BOM stays data",
 			opts:  Options{MaxEventSize: 1 << 10},
 			resps: [][]string{{bom + "data: 1\n\n"}, {bom + bom + "data: 2\n\ndata: 3\n\n"}}, want: bom + "data: 1\n\n" + bom + "data: 2\n\ndata: 3\n\n"},
@@ -93,7 +93,7 @@ func TestHeartbeatBehindAPassedBOMWhileAnEventIsHeld(t *testing.T) {
 	w.Write([]byte(bom + "data: 1\n"))
 	forceTick(w, rec) // the BOM went out alone; the event is held
 	w.Write([]byte("\n"))
-	if got, want := rec.body(), bom+":\n\ndata: 1\n\n"; got != want {
+	if got, want := rec.body(), bom+":\ndata: 1\n\n"; got != want {
 		t.Errorf("client got %q, want %q", got, want)
 	}
 	if got, _, _ := testcaddy.ParseEvents([]byte(rec.body())); len(got) != 1 || got[0].Data != "1" {
