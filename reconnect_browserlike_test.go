@@ -212,7 +212,7 @@ func TestUpstreamBOMReachesTheClientByteForByte(t *testing.T) {
 	for _, c := range []struct {
 		config, prefix, first string
 	}{
-		{"", "", bom},                           // nothing before the BOM: passed through
+		{"", "", bom},                         // nothing before the BOM: passed through
 		{"\tretry 1s\n", "retry: 1000\n", ""}, // after the proxy's retry: dropped
 	} {
 		t.Run(fmt.Sprintf("retry=%v", c.prefix != ""), func(t *testing.T) {
