@@ -14,7 +14,6 @@ import (
 	"context"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,9 +44,9 @@ type Config struct {
 	Logger  *zap.Logger
 	Metrics *Metrics
 
-	// lastCutLog rate-limits the warning about cut events across the
-	// hubs of a handler (unix nanoseconds of the last one).
-	lastCutLog atomic.Int64
+	// cutLog rate-limits the warning about cut events across the hubs of
+	// a handler.
+	cutLog proxy.RateLog
 }
 
 var (
@@ -184,15 +183,9 @@ func (h *Hub) eventCut() {
 	if h.cfg.Metrics != nil {
 		h.cfg.Metrics.eventsCut.Inc()
 	}
-	level := zapcore.WarnLevel
-	now := time.Now().UnixNano()
-	prev := h.cfg.lastCutLog.Load()
-	if now-prev < int64(time.Second) || !h.cfg.lastCutLog.CompareAndSwap(prev, now) {
-		level = zapcore.DebugLevel
-	}
-	if ce := h.cfg.Logger.Check(level, "shared stream: the upstream sent an event larger than max_event_size; it is dropped, and its clients get the next event"); ce != nil {
-		ce.Write(zap.Int("max_event_size", h.cfg.MaxEventSize))
-	}
+	h.cfg.cutLog.Log(h.cfg.Logger, zapcore.WarnLevel,
+		"shared stream: the upstream sent an event larger than max_event_size; it is dropped, and its clients get the next event",
+		zap.Int("max_event_size", h.cfg.MaxEventSize))
 }
 
 // subscribe adds a client; with a known lastEventID its queue starts with
