@@ -12,16 +12,7 @@ import (
 func retryOracle(s string) (uint64, bool) {
 	var ms uint64
 	var ok bool
-	for len(s) > 0 {
-		i := strings.IndexAny(s, "\r\n")
-		if i < 0 {
-			break
-		}
-		line := s[:i]
-		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
-			i++
-		}
-		s = s[i+1:]
+	for _, line := range completeLines(s) {
 		field, value, _ := strings.Cut(line, ":")
 		value = strings.TrimPrefix(value, " ")
 		if field != "retry" || value == "" || strings.Trim(value, "0123456789") != "" {

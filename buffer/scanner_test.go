@@ -168,21 +168,31 @@ func BenchmarkFeed(b *testing.B) {
 	}
 }
 
-// idOracle is the HTML standard's last event id after the whole of s
-// (complete events only), computed line by line.
-func idOracle(s string) (string, bool) {
-	var pending, committed string
-	var pendingOK, has bool
+// completeLines splits s into its complete lines, as the HTML standard's
+// parser does: each ends with CRLF, LF or CR; a last line without an end
+// is left out.
+func completeLines(s string) []string {
+	var lines []string
 	for len(s) > 0 {
 		i := strings.IndexAny(s, "\r\n")
 		if i < 0 {
 			break
 		}
-		line := s[:i]
+		lines = append(lines, s[:i])
 		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
 			i++
 		}
 		s = s[i+1:]
+	}
+	return lines
+}
+
+// idOracle is the HTML standard's last event id after the whole of s
+// (complete events only), computed line by line.
+func idOracle(s string) (string, bool) {
+	var pending, committed string
+	var pendingOK, has bool
+	for _, line := range completeLines(s) {
 		if line == "" {
 			if pendingOK {
 				committed, has = pending, true
