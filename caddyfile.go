@@ -3,7 +3,6 @@ package sseproxy
 import (
 	"encoding/json"
 	"strconv"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -228,10 +227,7 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 				return d.Errf("sse_proxy: cors: unrecognized subdirective %q", sub)
 			}
 		}
-		if _, err := proxy.NewCORS(proxy.CORSConfig{
-			Origins: c.Origins, Credentials: c.Credentials, MaxAge: time.Duration(c.MaxAge),
-			AllowHeaders: c.AllowHeaders, ExposeHeaders: c.ExposeHeaders,
-		}); err != nil {
+		if _, err := proxy.NewCORS(*c); err != nil {
 			return d.Errf("sse_proxy: %v", err)
 		}
 		h.CORS = c
@@ -242,7 +238,7 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 			return d.Errf("sse_proxy: auth_header takes a field and a value, e.g. auth_header Authorization \"Bearer {cookie.session}\"; got %d argument(s)", len(args))
 		}
 		a := AuthHeader{Field: args[0], Value: args[1]}
-		if _, err := proxy.NewShaper([]proxy.AuthHeader{{Field: a.Field, Value: a.Value}}, nil); err != nil {
+		if _, err := proxy.NewShaper([]AuthHeader{a}, nil); err != nil {
 			return d.Errf("sse_proxy: %v", err)
 		}
 		h.AuthHeaders = append(h.AuthHeaders, a)

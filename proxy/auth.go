@@ -16,10 +16,13 @@ import (
 )
 
 // AuthHeader is one header field the proxy owns on the upstream request:
-// its value comes from a placeholder template, never from the client.
+// its value comes from a placeholder template, never from the client. It is
+// the JSON form of an entry of sse_proxy's "auth_headers".
 type AuthHeader struct {
-	Field string
-	Value string
+	// The header field name, e.g. "Authorization".
+	Field string `json:"field"`
+	// The value; placeholders are expanded per request.
+	Value string `json:"value"`
 }
 
 // Shaper turns a client request into the request sent upstream: it sets the

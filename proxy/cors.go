@@ -6,24 +6,25 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
-// CORSConfig is the cross-origin policy of a stream, as configured.
+// CORSConfig is the cross-origin policy of a stream, as configured: the
+// JSON form of sse_proxy's "cors" (its field comments are the JSON docs).
 type CORSConfig struct {
-	// Origins allowed to read the stream: exact origins such as
-	// "https://app.example.com", wildcard subdomains such as
-	// "https://*.example.com" (any depth, not the bare domain), or "*".
-	Origins []string
-	// Credentials allows credentialed requests (EventSource with
-	// withCredentials: true, cookies).
-	Credentials bool
-	// MaxAge is how long a browser may cache a preflight answer.
-	MaxAge time.Duration
-	// AllowHeaders are request fields allowed in addition to Last-Event-ID
-	// and Cache-Control.
-	AllowHeaders []string
-	// ExposeHeaders are response fields that scripts may read.
-	ExposeHeaders []string
+	// Allowed origins: exact origins ("https://app.example.com"), wildcard
+	// subdomains ("https://*.example.com", any depth, not the bare domain),
+	// or "*" (not with credentials).
+	Origins []string `json:"origins,omitempty"`
+	// Allow credentialed requests (EventSource withCredentials, cookies).
+	Credentials bool `json:"credentials,omitempty"`
+	// How long browsers may cache a preflight answer.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// Request fields allowed in addition to Last-Event-ID and Cache-Control.
+	AllowHeaders []string `json:"allow_headers,omitempty"`
+	// Response fields that scripts may read.
+	ExposeHeaders []string `json:"expose_headers,omitempty"`
 }
 
 // CORS is a compiled CORS policy. The proxy owns CORS for the responses it
@@ -79,11 +80,12 @@ func NewCORS(cfg CORSConfig) (*CORS, error) {
 		}
 		c.exact[serializeOrigin(scheme, host, port)] = struct{}{}
 	}
-	if cfg.MaxAge < 0 {
-		return nil, fmt.Errorf("cors: max_age %s is negative", cfg.MaxAge)
+	maxAge := time.Duration(cfg.MaxAge)
+	if maxAge < 0 {
+		return nil, fmt.Errorf("cors: max_age %s is negative", maxAge)
 	}
-	if cfg.MaxAge > 0 {
-		c.maxAge = []string{strconv.FormatInt(int64(cfg.MaxAge/time.Second), 10)}
+	if maxAge > 0 {
+		c.maxAge = []string{strconv.FormatInt(int64(maxAge/time.Second), 10)}
 	}
 	allow := append([]string{"Last-Event-ID", "Cache-Control"}, cfg.AllowHeaders...)
 	for _, f := range allow {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 func TestCORSMatching(t *testing.T) {
@@ -96,7 +98,7 @@ func TestCORSStarWithoutCredentials(t *testing.T) {
 func TestCORSPreflight(t *testing.T) {
 	c, _ := NewCORS(CORSConfig{
 		Origins: []string{"https://app.example.com"}, Credentials: true,
-		MaxAge: 10 * time.Minute, AllowHeaders: []string{"X-Client"},
+		MaxAge: caddy.Duration(10 * time.Minute), AllowHeaders: []string{"X-Client"},
 	})
 	h := http.Header{}
 	c.Preflight(h, "https://app.example.com")
