@@ -3,6 +3,7 @@ package sseproxy
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -21,26 +22,6 @@ func init() {
 	// before encode, templates and the terminal handlers. Users need no
 	// global `order` line.
 	httpcaddyfile.RegisterDirectiveOrder("sse_proxy", httpcaddyfile.Before, "encode")
-}
-
-// ownSubdirectives are parsed by this module; every other subdirective is
-// handed to reverse_proxy.
-var ownSubdirectives = map[string]bool{
-	"heartbeat":           true,
-	"retry":               true,
-	"cors":                true,
-	"auth_header":         true,
-	"reconnect":           true,
-	"reconnect_for":       true,
-	"max_event_size":      true,
-	"max_age":             true,
-	"last_event_id_query": true,
-	"share":               true,
-	"share_linger":        true,
-	"replay":              true,
-	"replay_for":          true,
-	"replay_max_bytes":    true,
-	"client_buffer":       true,
 }
 
 // parseCaddyfile sets up the directive:
@@ -97,7 +78,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		if d.Nesting() != 1 {
 			continue // inside a reverse_proxy subdirective's block
 		}
-		if !ownSubdirectives[d.Val()] {
+		if _, ok := lookup(subdirectives, d.Val()); !ok {
 			proxied = true
 			continue
 		}
@@ -131,13 +112,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
 }
 
-// UnmarshalCaddyfile parses a block of sse_proxy's own subdirectives:
+// UnmarshalCaddyfile parses a block of sse_proxy's own subdirectives, the
+// ones in the table subdirectives (listed in parseCaddyfile's doc):
 //
 //	sse_proxy {
-//	    heartbeat <interval>|off
-//	    retry <duration>
-//	    cors <origins...> { ... }
-//	    auth_header <field> <value>
+//	    heartbeat 5s
+//	    ...
 //	}
 //
 // The directive itself is parsed by parseCaddyfile, which also accepts
@@ -148,9 +128,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
-		if !ownSubdirectives[d.Val()] {
-			return d.Errf("sse_proxy: unrecognized subdirective %q", d.Val())
-		}
 		if err := h.unmarshalSubdirective(d); err != nil {
 			return err
 		}
@@ -158,42 +135,50 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// unmarshalSubdirective parses one subdirective; d is at its name. It
-// checks values as strictly as Provision does, so that `caddy adapt` fails
-// where `caddy run` would.
+// unmarshalSubdirective parses one of the subdirectives in the table; d is
+// at its name, or just before it.
 func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 	if d.Val() == "" {
 		d.Next()
 	}
-	name := d.Val()
-	switch name {
-	case "heartbeat":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.Errf("sse_proxy: heartbeat takes one argument: an interval or off")
+	return parseOne(d, "", subdirectives, h)
+}
+
+// A subdirective is one line of a block that this module parses. T is
+// what the block configures: Handler for sse_proxy's own block, CORS for
+// the block of cors.
+type subdirective[T any] struct {
+	// syntax is the line as the docs show it; its first word is the name.
+	syntax string
+	// block, for a subdirective that takes a block, is the syntax of the
+	// block's own subdirectives.
+	block []string
+	// parse reads the arguments (and the block, if any) into cfg; d is at
+	// the name. name is the name as errors show it ("cors max_age").
+	parse func(d *caddyfile.Dispenser, name string, cfg *T) error
+}
+
+// subdirectives are sse_proxy's own, the one list of them: parseCaddyfile
+// hands every other subdirective to reverse_proxy, and its doc comment and
+// the README list these lines (a test checks both).
+var subdirectives = []subdirective[Handler]{
+	{syntax: "heartbeat <interval>|off", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		v, err := oneArg(d, name, "an interval or off")
+		if err != nil {
+			return err
 		}
 		if v == "off" {
 			h.Heartbeat = -1
-			break
+			return nil
 		}
-		dur, err := positiveDuration(d, name, v, ` (use "heartbeat off" to disable heartbeats)`)
-		if err != nil {
-			return err
-		}
-		h.Heartbeat = dur
-
-	case "retry":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.Errf("sse_proxy: retry takes one argument: a duration")
-		}
-		dur, err := positiveDuration(d, name, v, "")
-		if err != nil {
-			return err
-		}
-		h.Retry = dur
-
-	case "cors":
+		h.Heartbeat, err = positiveDuration(d, name, v, ` (use "heartbeat off" to disable heartbeats)`)
+		return err
+	}},
+	{syntax: "retry <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.Retry, err = durationArg(d, name)
+		return err
+	}},
+	{syntax: "cors <origins...>", block: syntaxOf(corsSubdirectives), parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
 		if h.CORS != nil {
 			return d.Errf("sse_proxy: cors may be given only once")
 		}
@@ -202,37 +187,17 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 			return d.Errf("sse_proxy: cors needs at least one origin")
 		}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			sub := d.Val()
-			switch sub {
-			case "credentials":
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				c.Credentials = true
-			case "max_age":
-				var v string
-				if !d.AllArgs(&v) {
-					return d.Errf("sse_proxy: cors max_age takes one argument: a duration")
-				}
-				dur, err := positiveDuration(d, "cors max_age", v, "")
-				if err != nil {
-					return err
-				}
-				c.MaxAge = dur
-			case "allow_headers":
-				c.AllowHeaders = append(c.AllowHeaders, d.RemainingArgs()...)
-			case "expose_headers":
-				c.ExposeHeaders = append(c.ExposeHeaders, d.RemainingArgs()...)
-			default:
-				return d.Errf("sse_proxy: cors: unrecognized subdirective %q", sub)
+			if err := parseOne(d, name, corsSubdirectives, c); err != nil {
+				return err
 			}
 		}
 		if _, err := proxy.NewCORS(*c); err != nil {
 			return d.Errf("sse_proxy: %v", err)
 		}
 		h.CORS = c
-
-	case "auth_header":
+		return nil
+	}},
+	{syntax: "auth_header <field> <value>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
 		args := d.RemainingArgs()
 		if len(args) != 2 {
 			return d.Errf("sse_proxy: auth_header takes a field and a value, e.g. auth_header Authorization \"Bearer {cookie.session}\"; got %d argument(s)", len(args))
@@ -242,121 +207,128 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 			return d.Errf("sse_proxy: %v", err)
 		}
 		h.AuthHeaders = append(h.AuthHeaders, a)
-
-	case "reconnect":
-		args := d.RemainingArgs()
-		if h.Reconnect == nil {
-			h.Reconnect = new(Reconnect)
-		}
+		return nil
+	}},
+	{syntax: "reconnect [<initial> [<max>]] | off", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
+		args, rc := d.RemainingArgs(), h.reconnectConfig()
 		switch {
 		case len(args) == 1 && args[0] == "off":
-			h.Reconnect.Disabled = true
+			rc.Disabled = true
+			return nil
 		case len(args) > 2:
 			return d.Errf("sse_proxy: reconnect takes off, or up to two durations: the first and the longest wait")
-		default:
-			for i, a := range args {
-				dur, err := positiveDuration(d, "reconnect", a, "")
-				if err != nil {
-					return err
-				}
-				if i == 0 {
-					h.Reconnect.InitialDelay = dur
-				} else {
-					h.Reconnect.MaxDelay = dur
-				}
-			}
-			if len(args) == 2 && h.Reconnect.MaxDelay < h.Reconnect.InitialDelay {
-				return d.Errf("sse_proxy: reconnect: the longest wait %q is shorter than the first %q", args[1], args[0])
+		}
+		waits := []*caddy.Duration{&rc.InitialDelay, &rc.MaxDelay}
+		for i, a := range args {
+			var err error
+			if *waits[i], err = positiveDuration(d, name, a, ""); err != nil {
+				return err
 			}
 		}
-
-	case "reconnect_for", "max_age":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.Errf("sse_proxy: %s takes one argument: a duration", name)
+		if len(args) == 2 && rc.MaxDelay < rc.InitialDelay {
+			return d.Errf("sse_proxy: reconnect: the longest wait %q is shorter than the first %q", args[1], args[0])
 		}
-		dur, err := positiveDuration(d, name, v, "")
-		if err != nil {
-			return err
-		}
-		if name == "max_age" {
-			h.MaxAge = dur
-			break
-		}
-		if h.Reconnect == nil {
-			h.Reconnect = new(Reconnect)
-		}
-		h.Reconnect.For = dur
-
-	case "max_event_size":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.Errf("sse_proxy: max_event_size takes one argument: a size such as 1MiB")
-		}
-		size, err := humanize.ParseBytes(v)
-		if err != nil || size == 0 || size > 1<<30 {
-			return d.Errf("sse_proxy: max_event_size: %q is not a size between 1B and 1GiB", v)
-		}
-		h.MaxEventSize = int(size)
-
-	case "last_event_id_query":
+		return nil
+	}},
+	{syntax: "reconnect_for <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.reconnectConfig().For, err = durationArg(d, name)
+		return err
+	}},
+	{syntax: "max_event_size <size>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.MaxEventSize, err = sizeArg(d, name)
+		return err
+	}},
+	{syntax: "max_age <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.MaxAge, err = durationArg(d, name)
+		return err
+	}},
+	{syntax: "last_event_id_query <names...>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
 		names := d.RemainingArgs()
 		if len(names) == 0 {
 			return d.Errf("sse_proxy: last_event_id_query needs at least one parameter name")
 		}
 		h.LastEventIDQuery = append(h.LastEventIDQuery, names...)
-
-	case "share":
-		if h.Share == nil {
-			h.Share = new(Share)
-		}
-		args := d.RemainingArgs()
-		if len(args) > 1 {
+		return nil
+	}},
+	{syntax: "share [<key>]", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
+		s := h.shareConfig()
+		switch args := d.RemainingArgs(); len(args) {
+		case 0:
+		case 1:
+			s.Key = args[0]
+		default:
 			return d.Errf("sse_proxy: share takes at most one argument, a key template (quote it if it has spaces)")
 		}
-		if len(args) == 1 {
-			h.Share.Key = args[0]
+		return nil
+	}},
+	{syntax: "share_linger <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.shareConfig().Linger, err = durationArg(d, name)
+		return err
+	}},
+	{syntax: "replay <count>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
+		v, err := oneArg(d, name, "a number of events")
+		if err != nil {
+			return err
 		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return d.Errf("sse_proxy: replay: %q is not a positive number of events", v)
+		}
+		h.shareConfig().Replay = n
+		return nil
+	}},
+	{syntax: "replay_for <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.shareConfig().ReplayFor, err = durationArg(d, name)
+		return err
+	}},
+	{syntax: "replay_max_bytes <size>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.shareConfig().ReplayMaxBytes, err = sizeArg(d, name)
+		return err
+	}},
+	{syntax: "client_buffer <size>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+		h.shareConfig().ClientBuffer, err = sizeArg(d, name)
+		return err
+	}},
+}
 
-	case "share_linger", "replay_for", "replay", "replay_max_bytes", "client_buffer":
-		if h.Share == nil {
-			h.Share = new(Share)
-		}
-		var v string
-		if !d.AllArgs(&v) {
-			return d.Errf("sse_proxy: %s takes one argument", name)
-		}
-		switch name {
-		case "share_linger", "replay_for":
-			dur, err := positiveDuration(d, name, v, "")
-			if err != nil {
-				return err
-			}
-			if name == "share_linger" {
-				h.Share.Linger = dur
-			} else {
-				h.Share.ReplayFor = dur
-			}
-		case "replay":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("sse_proxy: replay: %q is not a positive number of events", v)
-			}
-			h.Share.Replay = n
-		default:
-			size, err := humanize.ParseBytes(v)
-			if err != nil || size == 0 || size > 1<<30 {
-				return d.Errf("sse_proxy: %s: %q is not a size between 1B and 1GiB", name, v)
-			}
-			if name == "client_buffer" {
-				h.Share.ClientBuffer = int(size)
-			} else {
-				h.Share.ReplayMaxBytes = int(size)
-			}
-		}
+// corsSubdirectives are the subdirectives of cors's block.
+var corsSubdirectives = []subdirective[CORS]{
+	{syntax: "credentials", parse: func(d *caddyfile.Dispenser, name string, c *CORS) error {
+		c.Credentials = true
+		return nil
+	}},
+	{syntax: "max_age <duration>", parse: func(d *caddyfile.Dispenser, name string, c *CORS) (err error) {
+		c.MaxAge, err = durationArg(d, name)
+		return err
+	}},
+	{syntax: "allow_headers <fields...>", parse: func(d *caddyfile.Dispenser, name string, c *CORS) error {
+		c.AllowHeaders = append(c.AllowHeaders, d.RemainingArgs()...)
+		return nil
+	}},
+	{syntax: "expose_headers <fields...>", parse: func(d *caddyfile.Dispenser, name string, c *CORS) error {
+		c.ExposeHeaders = append(c.ExposeHeaders, d.RemainingArgs()...)
+		return nil
+	}},
+}
 
-	default:
-		return d.Errf("sse_proxy: unrecognized subdirective %q", name)
+// parseOne parses the subdirective d is at, one of table, into cfg, and
+// checks that nothing is left on its line and that it has no block unless
+// it took one. block names the block it is in ("cors"), or is empty for
+// sse_proxy's own.
+func parseOne[T any](d *caddyfile.Dispenser, block string, table []subdirective[T], cfg *T) error {
+	s, ok := lookup(table, d.Val())
+	if !ok && block != "" {
+		return d.Errf("sse_proxy: %s: unrecognized subdirective %q", block, d.Val())
+	}
+	if !ok {
+		return d.Errf("sse_proxy: unrecognized subdirective %q", d.Val())
+	}
+	name := d.Val()
+	if block != "" {
+		name = block + " " + name
+	}
+	if err := s.parse(d, name, cfg); err != nil {
+		return err
 	}
 	if d.NextArg() {
 		return d.ArgErr()
@@ -365,6 +337,82 @@ func (h *Handler) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		return d.Errf("sse_proxy: %s takes no block", name)
 	}
 	return nil
+}
+
+// lookup finds the subdirective called name in table.
+func lookup[T any](table []subdirective[T], name string) (subdirective[T], bool) {
+	for _, s := range table {
+		if s.name() == name {
+			return s, true
+		}
+	}
+	return subdirective[T]{}, false
+}
+
+// name is the subdirective's name, the first word of its syntax.
+func (s subdirective[T]) name() string {
+	name, _, _ := strings.Cut(s.syntax, " ")
+	return name
+}
+
+// syntaxOf lists the syntax of each subdirective in table.
+func syntaxOf[T any](table []subdirective[T]) []string {
+	lines := make([]string, len(table))
+	for i, s := range table {
+		lines[i] = s.syntax
+	}
+	return lines
+}
+
+// reconnectConfig is h.Reconnect, set to an empty policy if it was nil.
+func (h *Handler) reconnectConfig() *Reconnect {
+	if h.Reconnect == nil {
+		h.Reconnect = new(Reconnect)
+	}
+	return h.Reconnect
+}
+
+// shareConfig is h.Share, set to the defaults if it was nil: any share
+// subdirective turns sharing on.
+func (h *Handler) shareConfig() *Share {
+	if h.Share == nil {
+		h.Share = new(Share)
+	}
+	return h.Share
+}
+
+// oneArg returns the one argument of the subdirective d is at; what says
+// what it should be, for the error.
+func oneArg(d *caddyfile.Dispenser, name, what string) (string, error) {
+	var v string
+	if !d.AllArgs(&v) {
+		return "", d.Errf("sse_proxy: %s takes one argument: %s", name, what)
+	}
+	return v, nil
+}
+
+// durationArg parses the one argument of the subdirective d is at as a
+// positive duration.
+func durationArg(d *caddyfile.Dispenser, name string) (caddy.Duration, error) {
+	v, err := oneArg(d, name, "a duration")
+	if err != nil {
+		return 0, err
+	}
+	return positiveDuration(d, name, v, "")
+}
+
+// sizeArg parses the one argument of the subdirective d is at as a size
+// between 1B and 1GiB.
+func sizeArg(d *caddyfile.Dispenser, name string) (int, error) {
+	v, err := oneArg(d, name, "a size such as 1MiB")
+	if err != nil {
+		return 0, err
+	}
+	size, err := humanize.ParseBytes(v)
+	if err != nil || size == 0 || size > 1<<30 {
+		return 0, d.Errf("sse_proxy: %s: %q is not a size between 1B and 1GiB", name, v)
+	}
+	return int(size), nil
 }
 
 // positiveDuration parses v as a Caddy duration that must be above zero.
