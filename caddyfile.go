@@ -50,6 +50,10 @@ func init() {
 //	    # ...and any reverse_proxy subdirective
 //	}
 //
+// Its own subdirectives are the table subdirectives below, each named and
+// parsed there once; a test keeps the list above and the README's equal to
+// the table.
+//
 // It expands into a route of two handlers: sse_proxy followed by Caddy's own
 // reverse_proxy, which parses everything that is not sse_proxy's (the way
 // php_fastcgi reuses reverse_proxy). With no upstreams and no reverse_proxy
