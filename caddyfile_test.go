@@ -80,6 +80,16 @@ func TestInvalidCaddyfileIsRejected(t *testing.T) {
 		{"client_buffer 2GiB", `client_buffer: "2GiB" is not a size between 1B and 1GiB`},
 		{"client_buffer", "client_buffer takes one argument"},
 		{"client_buffer 1MiB 2MiB", "client_buffer takes one argument"},
+		{"cors https://a.com\ncors https://b.com", "cors may be given only once"},
+		{"cors https://a.com {\n\tcredentials yes\n}", "wrong argument count"},
+		{"cors https://a.com {\n\tmax_age 0\n}", `cors max_age: "0" must be a positive duration`},
+		{"cors https://a.com {\n\tmax_age\n}", "cors max_age takes one argument: a duration"},
+		{"cors https://a.com {\n\tmax_age 5s {\n\t\tbogus\n\t}\n}", "cors max_age takes no block"},
+		{"cors https://a.com {\n\texpose_headers a:b\n}", `expose_headers: "a:b"`},
+		{"auth_header A b c", "auth_header takes a field and a value, e.g. auth_header Authorization \"Bearer {cookie.session}\"; got 3 argument(s)"},
+		{"reconnect_for 5s {\n\tbogus\n}", "reconnect_for takes no block"},
+		{"retry", "retry takes one argument: a duration"},
+		{"max_age 1h 2h", "max_age takes one argument: a duration"},
 	} {
 		cf := fmt.Sprintf(":8080 {\n\tsse_proxy 127.0.0.1:9 {\n\t\t%s\n\t}\n}\n", strings.ReplaceAll(tc.block, "\n", "\n\t"))
 		_, _, err := testcaddy.AdaptErr(cf)
@@ -102,6 +112,17 @@ func TestInvalidJSONIsRejected(t *testing.T) {
 		{`"share": {"replay_for": "-1m"}`, "share: negative"},
 		{`"share": {"replay_max_bytes": -1}`, "share: negative"},
 		{`"share": {"client_buffer": -1}`, "share: negative"},
+		{`"reconnect": {"initial_delay": "-1s"}`, "reconnect initial_delay -1s is negative"},
+		{`"reconnect": {"max_delay": "-2s"}`, "reconnect max_delay -2s is negative"},
+		{`"reconnect": {"for": "-3s"}`, "reconnect for -3s is negative"},
+		{`"reconnect": {"initial_delay": "2s", "max_delay": "1s"}`, "reconnect: the longest wait 1s is shorter than the first 2s"},
+		{`"max_age": "-1m"`, "max_age -1m0s is negative"},
+		{`"max_event_size": -1`, "max_event_size -1 is negative"},
+		{`"last_event_id_query": [""]`, "last_event_id_query: empty parameter name"},
+		{`"cors": {"origins": ["https://a.com"], "max_age": "-1s"}`, "cors: max_age -1s is negative"},
+		{`"cors": {"origins": ["https://a.com"], "allow_headers": ["X Bad"]}`, `allow_headers: "X Bad"`},
+		{`"cors": {}`, "cors: at least one origin is required"},
+		{`"auth_headers": [{"field": "Bad Field", "value": "x"}]`, `"Bad Field" is not a header field name`},
 	} {
 		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"sse_proxy",%s}]}]}}}}}`, tc.handler)
 		err := caddy.Validate(mustConfig(t, cfg))
