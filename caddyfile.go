@@ -166,7 +166,7 @@ type subdirective[T any] struct {
 // hands every other subdirective to reverse_proxy, and its doc comment and
 // the README list these lines (a test checks both).
 var subdirectives = []subdirective[Handler]{
-	{syntax: "heartbeat <interval>|off", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
+	{syntax: "heartbeat <interval>|off", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
 		v, err := oneArg(d, name, "an interval or off")
 		if err != nil {
 			return err
@@ -190,10 +190,8 @@ var subdirectives = []subdirective[Handler]{
 		if len(c.Origins) == 0 {
 			return d.Errf("sse_proxy: cors needs at least one origin")
 		}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			if err := parseOne(d, name, corsSubdirectives, c); err != nil {
-				return err
-			}
+		if err := parseBlock(d, name, corsSubdirectives, c); err != nil {
+			return err
 		}
 		if _, err := proxy.NewCORS(*c); err != nil {
 			return d.Errf("sse_proxy: %v", err)
@@ -214,7 +212,7 @@ var subdirectives = []subdirective[Handler]{
 		return nil
 	}},
 	{syntax: "reconnect [<initial> [<max>]] | off", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
-		args, rc := d.RemainingArgs(), h.reconnectConfig()
+		args, rc := d.RemainingArgs(), h.ensureReconnect()
 		switch {
 		case len(args) == 1 && args[0] == "off":
 			rc.Disabled = true
@@ -235,7 +233,7 @@ var subdirectives = []subdirective[Handler]{
 		return nil
 	}},
 	{syntax: "reconnect_for <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
-		h.reconnectConfig().For, err = durationArg(d, name)
+		h.ensureReconnect().For, err = durationArg(d, name)
 		return err
 	}},
 	{syntax: "max_event_size <size>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
@@ -255,7 +253,7 @@ var subdirectives = []subdirective[Handler]{
 		return nil
 	}},
 	{syntax: "share [<key>]", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
-		s := h.shareConfig()
+		s := h.ensureShare()
 		switch args := d.RemainingArgs(); len(args) {
 		case 0:
 		case 1:
@@ -266,7 +264,7 @@ var subdirectives = []subdirective[Handler]{
 		return nil
 	}},
 	{syntax: "share_linger <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
-		h.shareConfig().Linger, err = durationArg(d, name)
+		h.ensureShare().Linger, err = durationArg(d, name)
 		return err
 	}},
 	{syntax: "replay <count>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
@@ -278,19 +276,19 @@ var subdirectives = []subdirective[Handler]{
 		if err != nil || n < 1 {
 			return d.Errf("sse_proxy: replay: %q is not a positive number of events", v)
 		}
-		h.shareConfig().Replay = n
+		h.ensureShare().Replay = n
 		return nil
 	}},
 	{syntax: "replay_for <duration>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
-		h.shareConfig().ReplayFor, err = durationArg(d, name)
+		h.ensureShare().ReplayFor, err = durationArg(d, name)
 		return err
 	}},
 	{syntax: "replay_max_bytes <size>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
-		h.shareConfig().ReplayMaxBytes, err = sizeArg(d, name)
+		h.ensureShare().ReplayMaxBytes, err = sizeArg(d, name)
 		return err
 	}},
 	{syntax: "client_buffer <size>", parse: func(d *caddyfile.Dispenser, name string, h *Handler) (err error) {
-		h.shareConfig().ClientBuffer, err = sizeArg(d, name)
+		h.ensureShare().ClientBuffer, err = sizeArg(d, name)
 		return err
 	}},
 }
@@ -343,6 +341,18 @@ func parseOne[T any](d *caddyfile.Dispenser, block string, table []subdirective[
 	return nil
 }
 
+// parseBlock parses the block of the subdirective d is at, if it has one,
+// into cfg; table lists the block's subdirectives and name is the
+// subdirective's, for errors.
+func parseBlock[T any](d *caddyfile.Dispenser, name string, table []subdirective[T], cfg *T) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := parseOne(d, name, table, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // lookup finds the subdirective called name in table.
 func lookup[T any](table []subdirective[T], name string) (subdirective[T], bool) {
 	for _, s := range table {
@@ -368,17 +378,17 @@ func syntaxOf[T any](table []subdirective[T]) []string {
 	return lines
 }
 
-// reconnectConfig is h.Reconnect, set to an empty policy if it was nil.
-func (h *Handler) reconnectConfig() *Reconnect {
+// ensureReconnect is h.Reconnect, set to an empty policy if it was nil.
+func (h *Handler) ensureReconnect() *Reconnect {
 	if h.Reconnect == nil {
 		h.Reconnect = new(Reconnect)
 	}
 	return h.Reconnect
 }
 
-// shareConfig is h.Share, set to the defaults if it was nil: any share
+// ensureShare is h.Share, set to the defaults if it was nil: any share
 // subdirective turns sharing on.
-func (h *Handler) shareConfig() *Share {
+func (h *Handler) ensureShare() *Share {
 	if h.Share == nil {
 		h.Share = new(Share)
 	}
