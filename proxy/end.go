@@ -51,6 +51,18 @@ func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 	}
 }
 
+// endingTick is the timer's work while the stream is ending (End came
+// mid-event): once endBefore has passed, no boundary came in time and the
+// stream ends inside the event, which the browser discards before it
+// reconnects; before that, the timer is set for endBefore. Callers hold mu.
+func (w *Writer) endingTick(now time.Time) {
+	if !now.Before(w.endBefore) {
+		w.finish()
+		return
+	}
+	w.timer.Reset(w.endBefore.Sub(now))
+}
+
 // writeUntilBoundary writes p up to its last event boundary and ends the
 // stream there; the partial event after it is dropped, as the browser would
 // drop it anyway. Callers hold mu.

@@ -14,13 +14,7 @@ func (w *Writer) tick() {
 	}
 	now := time.Now()
 	if w.ending {
-		if !now.Before(w.endBefore) {
-			// No boundary came in time: end inside the event. The
-			// browser discards the partial event and reconnects.
-			w.finish()
-			return
-		}
-		w.timer.Reset(w.endBefore.Sub(now))
+		w.endingTick(now)
 		return
 	}
 	hb := w.opts.Heartbeat
