@@ -8,10 +8,13 @@ import (
 // Streams is the set of open streams of one handler, so that they can all
 // be ended together when the server shuts down or the config is reloaded.
 type Streams struct {
+	// mu guards set, closing and hint. It is held across no I/O, and
+	// taken after Writer.mu (add and remove run with the writer's lock
+	// held), so EndAll ends the writers only after releasing it.
 	mu      sync.Mutex
 	set     map[*Writer]struct{}
-	closing bool
-	hint    func() []byte
+	closing bool          // EndAll ran: streams that open from now on end at once
+	hint    func() []byte // EndAll's hint, for those streams
 }
 
 // add registers w, or reports false when the set is closing and w must end
