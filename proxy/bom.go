@@ -29,7 +29,7 @@ func (w *Writer) leadingBOM(p []byte) (rest, held []byte, consumed int) {
 			// Sent on its own, ahead of anything held: once a heartbeat
 			// follows it, it is still the first thing in the body.
 			if _, err := w.rw.Write(utf8BOM); err != nil {
-				w.closed = true
+				w.fail()
 			}
 			w.dirty, w.sent = true, true
 		}

@@ -25,15 +25,17 @@ func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 		t.Stop()
 	}
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.ended || w.ending {
-		return
-	}
-	if w.closed {
+	switch w.state {
+	case stateOpen:
+	case stateClosed:
 		if r := w.cutReason(); r != "" {
 			// The stuck write failed: the stream is over, as asked.
-			w.reason, w.ended = r, true
+			w.reason = r
+			w.to(stateEnded)
 			w.cancel()
 		}
+		return
+	default: // not a stream, or already ending or ended
 		return
 	}
 	w.endRetry = hint
@@ -42,7 +44,7 @@ func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 		w.finish()
 		return
 	}
-	w.ending = true
+	w.to(stateEnding)
 	w.endBefore = time.Now().Add(grace)
 	if w.timer == nil {
 		w.timer = time.AfterFunc(grace, w.tick)
@@ -83,7 +85,8 @@ func (w *Writer) writeUntilBoundary(p []byte, skipped int) (int, error) {
 	return len(p) + skipped, nil
 }
 
-// finish writes the hint, flushes and cancels the upstream. Callers hold mu.
+// finish writes the hint, flushes and cancels the upstream: the stream is
+// ended. Callers hold mu, in stateOpen, stateEnding or stateClosed.
 func (w *Writer) finish() {
 	reason := w.reason
 	cut := time.AfterFunc(stuckWrite, func() { w.cutClient(reason) })
@@ -92,8 +95,7 @@ func (w *Writer) finish() {
 	}
 	_ = w.flushNow()
 	cut.Stop()
-	w.ended = true
-	w.ending = false
+	w.to(stateEnded)
 	w.held = nil
 	if w.timer != nil {
 		w.timer.Stop()
@@ -110,10 +112,6 @@ const stuckWrite = time.Second
 // cutState lets End cut a client off while a write to it is stuck. It has
 // a lock of its own because the stuck write holds the writer's.
 type cutState struct {
-	// client is the writer the handler got (net/http's, under Caddy's
-	// wrappers); set by NewWriter and never changed.
-	client http.ResponseWriter
-
 	// mu guards the fields below. It is taken after Writer.mu when both
 	// are held, and held across no I/O that can block (setting a deadline,
 	// closing a connection).
@@ -140,7 +138,7 @@ func (w *Writer) cutClient(reason string) {
 		_ = c.conn.Close()
 		return
 	}
-	rw := c.client
+	rw := w.client
 	for {
 		u, ok := rw.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
@@ -177,7 +175,9 @@ const (
 func (w *Writer) Abort(reason string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ended {
+	switch w.state {
+	case stateOpen, stateEnding, stateClosed:
+	default: // not a stream (nothing to abort), or already ended
 		return
 	}
 	w.reason = reason

@@ -9,12 +9,13 @@ import "time"
 func (w *Writer) tick() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.closed || w.ended {
-		return
-	}
 	now := time.Now()
-	if w.ending {
+	switch w.state {
+	case stateOpen:
+	case stateEnding:
 		w.endingTick(now)
+		return
+	default: // no stream, or no more bytes of ours in it
 		return
 	}
 	hb := w.opts.Heartbeat
@@ -32,7 +33,7 @@ func (w *Writer) tick() {
 		}
 		if err != nil {
 			// The client is gone; the copy loop will notice on its own.
-			w.closed = true
+			w.fail()
 			return
 		}
 		if w.opts.MaxEventSize == 0 {
