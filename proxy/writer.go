@@ -191,49 +191,62 @@ func (w *Writer) writeHeader(code int) {
 }
 
 // Write relays upstream bytes. In a stream they are flushed at once, and
-// the scanner follows event boundaries.
+// the scanner follows event boundaries. Its routes, by state: the header
+// first if none went out; a passthrough body as it is; nothing once the
+// proxy ended the stream; an encoded stream's bytes as they are
+// (writeEncoded); otherwise the upstream's leading BOM is settled
+// (bodyStart) and the bytes go through one of three body writers: whole
+// events only (writeHeld, when MaxEventSize is set), up to the next
+// boundary and no further (writeUntilBoundary, while ending), or as they
+// come (writeEvents).
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state == stateNew {
 		w.writeHeader(http.StatusOK)
 	}
-	switch w.state {
-	case statePassthrough:
+	switch {
+	case w.state == statePassthrough:
 		return w.rw.Write(p)
-	case stateEnded:
+	case w.state == stateEnded:
 		return 0, errStreamEnded
+	case w.encoded:
+		return w.writeEncoded(p)
 	}
 	// An event stream, open, ending or closed (its bytes still go to the
 	// client, whose write then fails).
-	if w.encoded {
-		n, err := w.rw.Write(p)
-		w.dirty = true
-		return n, err
-	}
 	skipped := 0
 	if !w.started {
-		var held []byte
-		p, held, skipped = w.leadingBOM(p)
-		if held != nil {
-			// A BOM prefix turned out to be data: it goes first.
-			n, err := w.rw.Write(held)
-			w.scan.Feed(held[:n])
-			if err != nil {
-				w.fail()
-				return 0, err
-			}
+		var err error
+		if p, skipped, err = w.bodyStart(p); err != nil {
+			return 0, err
 		}
 		if len(p) == 0 {
 			return skipped, nil
 		}
 	}
-	if w.opts.MaxEventSize > 0 {
+	switch {
+	case w.opts.MaxEventSize > 0:
 		return w.writeHeld(p, skipped)
-	}
-	if w.state == stateEnding {
+	case w.state == stateEnding:
 		return w.writeUntilBoundary(p, skipped)
+	default:
+		return w.writeEvents(p, skipped)
 	}
+}
+
+// writeEncoded relays bytes of a content-encoded stream as they are; the
+// flush is left to the caller (reverse_proxy flushes every write). Callers
+// hold mu.
+func (w *Writer) writeEncoded(p []byte) (int, error) {
+	n, err := w.rw.Write(p)
+	w.dirty = true
+	return n, err
+}
+
+// writeEvents relays p as it comes, with the ids no header can carry
+// masked, and flushes it. Callers hold mu.
+func (w *Writer) writeEvents(p []byte, skipped int) (int, error) {
 	_, events := w.scan.Feed(p)
 	n, err := w.rw.Write(w.masked(p))
 	w.dirty = true
