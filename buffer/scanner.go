@@ -80,8 +80,9 @@ const retryName = "retry"
 // Retry never overflows a time.Duration.
 const maxRetry = uint64(1<<63-1) / 1e6
 
-// lineStarts reports whether s is at the start of a line.
-func (s state) lineStart() bool {
+// atLineStart reports whether s is at the start of a line: at a boundary,
+// or in the lineStart states.
+func (s state) atLineStart() bool {
 	return s == atBoundary || s == atBoundaryCR || s == lineStart || s == lineStartCR
 }
 
@@ -144,7 +145,7 @@ func (sc *Scanner) feed(p []byte, stopAtEvent bool) (last, events int) {
 		c := p[i]
 		if c != '\n' && c != '\r' {
 			switch {
-			case s.lineStart():
+			case s.atLineStart():
 				switch c {
 				case 'i':
 					s = fieldI

@@ -113,26 +113,9 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 	for i, h := range s.headers {
 		out.Header.Add(h.Field, values[i])
 	}
-	if WantsStream(r) {
-		// A compressed stream cannot take heartbeats, and an encode handler
-		// after this one would compress it: the transport negotiates (and
-		// transparently decodes) on its own. Other requests keep the
-		// client's Accept-Encoding, so encode still compresses them.
-		delete(out.Header, "Accept-Encoding")
-	}
-	if len(s.idQuery) > 0 && out.Header.Get("Last-Event-ID") == "" && r.URL.RawQuery != "" {
-		// A reconnecting EventSource keeps its first URL but sends a newer
-		// header, so the header wins.
-		q := r.URL.Query()
-		for _, name := range s.idQuery {
-			if v := q.Get(name); v != "" {
-				if !httpguts.ValidHeaderFieldValue(v) {
-					return nil, fmt.Errorf("last_event_id_query %s: %w: the id holds a control character, which the Last-Event-ID header cannot carry", name, ErrBadRequest)
-				}
-				out.Header.Set("Last-Event-ID", v)
-				break
-			}
-		}
+	dropAcceptEncoding(r, out.Header)
+	if err := s.lastEventIDFromQuery(r, out.Header); err != nil {
+		return nil, err
 	}
 	if len(s.stripQuery) > 0 {
 		if r.URL.RawQuery != "" {
@@ -176,19 +159,4 @@ func StripQuery(rawQuery string, names []string) string {
 		return rawQuery
 	}
 	return b.String()
-}
-
-// WantsStream reports whether the client asked for an event stream, as
-// EventSource always does with Accept: text/event-stream.
-func WantsStream(r *http.Request) bool {
-	for _, v := range r.Header.Values("Accept") {
-		for v != "" {
-			var mt string
-			mt, v, _ = strings.Cut(v, ",")
-			if IsEventStream(mt) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -4,6 +4,25 @@ package proxy
 // once, from the very start of each response body it reads.
 var utf8BOM = []byte("\xef\xbb\xbf")
 
+// bodyStart settles the upstream's leading BOM while the start of its body
+// is still undecided (!started; see leadingBOM), writing what turned out
+// to be data. It returns what is left of p to relay and how many bytes of
+// p it consumed; an error is that of the client's write, after which the
+// stream is closed. Callers hold mu.
+func (w *Writer) bodyStart(p []byte) (rest []byte, skipped int, err error) {
+	p, held, skipped := w.leadingBOM(p)
+	if held != nil {
+		// A BOM prefix turned out to be data: it goes first.
+		n, err := w.rw.Write(held)
+		w.scan.Feed(held[:n])
+		if err != nil {
+			w.fail()
+			return nil, 0, err
+		}
+	}
+	return p, skipped, nil
+}
+
 // leadingBOM handles a UTF-8 BOM at the start of an upstream response's
 // body, also when it arrives split across writes: up to two bytes that may
 // begin a BOM are held back until the next write decides. It returns what
@@ -29,7 +48,7 @@ func (w *Writer) leadingBOM(p []byte) (rest, held []byte, consumed int) {
 			// Sent on its own, ahead of anything held: once a heartbeat
 			// follows it, it is still the first thing in the body.
 			if _, err := w.rw.Write(utf8BOM); err != nil {
-				w.closed = true
+				w.fail()
 			}
 			w.dirty, w.sent = true, true
 		}

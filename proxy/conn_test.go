@@ -226,3 +226,26 @@ func BenchmarkDetachedRelay(b *testing.B) {
 	}
 	w.Release()
 }
+
+// Header and Unwrap give the writer the handler got, which Detach leaves
+// as it is: calling them while the stream is being detached is no data
+// race. Run with -race.
+func TestHeaderAndUnwrapRacingDetach(t *testing.T) {
+	server, _ := loopback(t)
+	w, rec, _ := startStream(t, &Options{}, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			if w.Header() == nil || w.Unwrap() != http.ResponseWriter(rec) {
+				t.Error("Header or Unwrap lost the handler's writer")
+				return
+			}
+		}
+	}()
+	if _, err := w.Detach(func() (net.Conn, error) { return server, nil }, true); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	w.Release()
+}

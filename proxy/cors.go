@@ -159,20 +159,6 @@ func serializeOrigin(scheme, host, port string) string {
 	return scheme + "://" + host + ":" + port
 }
 
-// validFieldName reports whether f is an RFC 9110 token.
-func validFieldName(f string) bool {
-	if f == "" {
-		return false
-	}
-	for i := 0; i < len(f); i++ {
-		c := f[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // Allowed reports whether a request's Origin value may read the response.
 func (c *CORS) Allowed(origin string) bool {
 	if origin == "" {

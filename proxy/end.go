@@ -25,15 +25,17 @@ func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 		t.Stop()
 	}
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.ended || w.ending {
-		return
-	}
-	if w.closed {
+	switch w.state {
+	case stateOpen:
+	case stateClosed:
 		if r := w.cutReason(); r != "" {
 			// The stuck write failed: the stream is over, as asked.
-			w.reason, w.ended = r, true
+			w.reason = r
+			w.to(stateEnded)
 			w.cancel()
 		}
+		return
+	default: // not a stream, or already ending or ended
 		return
 	}
 	w.endRetry = hint
@@ -42,13 +44,25 @@ func (w *Writer) End(hint []byte, grace time.Duration, reason string) {
 		w.finish()
 		return
 	}
-	w.ending = true
+	w.to(stateEnding)
 	w.endBefore = time.Now().Add(grace)
 	if w.timer == nil {
 		w.timer = time.AfterFunc(grace, w.tick)
 	} else {
 		w.timer.Reset(grace)
 	}
+}
+
+// endingTick is the timer's work while the stream is ending (End came
+// mid-event): once endBefore has passed, no boundary came in time and the
+// stream ends inside the event, which the browser discards before it
+// reconnects; before that, the timer is set for endBefore. Callers hold mu.
+func (w *Writer) endingTick(now time.Time) {
+	if !now.Before(w.endBefore) {
+		w.finish()
+		return
+	}
+	w.timer.Reset(w.endBefore.Sub(now))
 }
 
 // writeUntilBoundary writes p up to its last event boundary and ends the
@@ -71,7 +85,8 @@ func (w *Writer) writeUntilBoundary(p []byte, skipped int) (int, error) {
 	return len(p) + skipped, nil
 }
 
-// finish writes the hint, flushes and cancels the upstream. Callers hold mu.
+// finish writes the hint, flushes and cancels the upstream: the stream is
+// ended. Callers hold mu, in stateOpen, stateEnding or stateClosed.
 func (w *Writer) finish() {
 	reason := w.reason
 	cut := time.AfterFunc(stuckWrite, func() { w.cutClient(reason) })
@@ -80,8 +95,7 @@ func (w *Writer) finish() {
 	}
 	_ = w.flushNow()
 	cut.Stop()
-	w.ended = true
-	w.ending = false
+	w.to(stateEnded)
 	w.held = nil
 	if w.timer != nil {
 		w.timer.Stop()
@@ -98,10 +112,6 @@ const stuckWrite = time.Second
 // cutState lets End cut a client off while a write to it is stuck. It has
 // a lock of its own because the stuck write holds the writer's.
 type cutState struct {
-	// client is the writer the handler got (net/http's, under Caddy's
-	// wrappers); set by NewWriter and never changed.
-	client http.ResponseWriter
-
 	// mu guards the fields below. It is taken after Writer.mu when both
 	// are held, and held across no I/O that can block (setting a deadline,
 	// closing a connection).
@@ -128,7 +138,7 @@ func (w *Writer) cutClient(reason string) {
 		_ = c.conn.Close()
 		return
 	}
-	rw := c.client
+	rw := w.client
 	for {
 		u, ok := rw.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
@@ -165,84 +175,12 @@ const (
 func (w *Writer) Abort(reason string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ended {
+	switch w.state {
+	case stateOpen, stateEnding, stateClosed:
+	default: // not a stream (nothing to abort), or already ended
 		return
 	}
 	w.reason = reason
 	w.endRetry = nil
 	w.finish()
-}
-
-// Streams is the set of open streams of one handler, so that they can all
-// be ended together when the server shuts down or the config is reloaded.
-type Streams struct {
-	mu      sync.Mutex
-	set     map[*Writer]struct{}
-	closing bool
-	hint    func() []byte
-}
-
-// add registers w, or reports false when the set is closing and w must end
-// at once, with the hint returned. Called with w.mu held.
-func (s *Streams) add(w *Writer) (bool, []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false, s.hint()
-	}
-	if s.set == nil {
-		s.set = make(map[*Writer]struct{})
-	}
-	s.set[w] = struct{}{}
-	return true, nil
-}
-
-// remove forgets w. Called with w.mu held.
-func (s *Streams) remove(w *Writer) {
-	s.mu.Lock()
-	delete(s.set, w)
-	s.mu.Unlock()
-}
-
-// EndAll ends every open stream, and every stream that opens later, at its
-// next boundary (or after grace), each with its own hint. It returns the
-// number of streams it ended, 0 when called again.
-func (s *Streams) EndAll(hint func() []byte, grace time.Duration) int {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return 0
-	}
-	s.closing, s.hint = true, hint
-	list := make([]*Writer, 0, len(s.set))
-	for w := range s.set {
-		list = append(list, w)
-	}
-	s.mu.Unlock()
-	// Writers are ended outside s.mu: a writer takes its own lock first and
-	// then s.mu (add, remove), so holding s.mu here could deadlock. Each is
-	// ended on a goroutine of its own: ending writes to the client, and a
-	// client that stopped reading must not hold up the others. End cuts
-	// off a client whose write is stuck for stuckWrite; EndAll waits for
-	// them until grace and a second have passed.
-	var wg sync.WaitGroup
-	for _, w := range list {
-		wg.Add(1)
-		go func(h []byte) {
-			defer wg.Done()
-			w.End(h, grace, ReasonShutdown)
-		}(hint())
-	}
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(grace + time.Second)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	}
-	return len(list)
 }

@@ -1,7 +1,3 @@
-// Package proxy makes a live text/event-stream response right for browsers:
-// the SSE-aware ResponseWriter (flushing, heartbeats between events, header
-// hygiene), request shaping (injected auth headers, token stripping) and the
-// CORS policy.
 package proxy
 
 import (

@@ -9,18 +9,13 @@ import "time"
 func (w *Writer) tick() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.closed || w.ended {
-		return
-	}
 	now := time.Now()
-	if w.ending {
-		if !now.Before(w.endBefore) {
-			// No boundary came in time: end inside the event. The
-			// browser discards the partial event and reconnects.
-			w.finish()
-			return
-		}
-		w.timer.Reset(w.endBefore.Sub(now))
+	switch w.state {
+	case stateOpen:
+	case stateEnding:
+		w.endingTick(now)
+		return
+	default: // no stream, or no more bytes of ours in it
 		return
 	}
 	hb := w.opts.Heartbeat
@@ -38,7 +33,7 @@ func (w *Writer) tick() {
 		}
 		if err != nil {
 			// The client is gone; the copy loop will notice on its own.
-			w.closed = true
+			w.fail()
 			return
 		}
 		if w.opts.MaxEventSize == 0 {

@@ -40,7 +40,7 @@ type Revisit struct {
 	// no auth_header value reads a cookie (then none changes).
 	known map[string]knownValue
 
-	mu sync.Mutex // guards jar and shadow; held across no I/O
+	mu sync.Mutex // guards jar and shadow; held across no I/O; taken with no other lock held, and takes none
 	// jar holds the upstream's cookies; nil until the first Set-Cookie.
 	jar *cookiejar.Jar
 	// shadow names the cookies the upstream set for site: the client's

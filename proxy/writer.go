@@ -59,29 +59,38 @@ var heartbeatLine = []byte(":\n")
 // errStreamEnded is returned for writes after the proxy ended the stream.
 var errStreamEnded = errors.New("sse_proxy: stream ended by the proxy")
 
-type mode uint8
-
-const (
-	modeUndecided   mode = iota // no status written yet
-	modePassthrough             // not an event stream: relayed as it is
-	modeStream                  // an event stream: framed, flushed, kept alive
-)
-
 // Writer is the ResponseWriter the next handler writes to. For a
 // text/event-stream response it cleans and completes the header, flushes
 // every write at once, and writes heartbeats at event boundaries while the
 // stream is idle. Anything else passes through, with CORS applied.
 //
 // Every method takes mu: the heartbeat timer writes from its own goroutine,
-// and reverse_proxy flushes from a timer of its own.
+// and reverse_proxy flushes from a timer of its own. Where the response
+// stands is one state (see state); the methods read their checks from it.
 type Writer struct {
-	rw     http.ResponseWriter
+	// Set by NewWriter and never changed: read without mu.
+	client http.ResponseWriter // the writer the handler got; Header and Unwrap give it
 	opts   *Options
 	origin string
-	cancel func() // ends the upstream request
 
-	mu        sync.Mutex
-	mode      mode
+	// mu guards every field below it but cut, which has a lock of its
+	// own. mu is HELD DURING NETWORK WRITES: every write and flush to the
+	// client happens under it, so a client that stopped reading holds it
+	// until its write fails (the server's write timeout; stallTimeout on a
+	// detached connection). What must not wait that long does not wait on
+	// mu: End tries it (TryLock) and, when a write holds it, cuts the
+	// client off after stuckWrite (cutClient, under cut.mu only); EndAll
+	// ends each stream on a goroutine of its own; share closes a detached
+	// stream's connection, without mu, to unblock a stuck write. Lock
+	// order (doc.go): mu before cut.mu and before Streams.mu; nothing is
+	// locked while mu is taken.
+	mu    sync.Mutex
+	state state
+	// rw is where the body goes: client, or from Detach on the
+	// connection taken over. cancel ends the upstream request (from
+	// Detach on: ends the body and closes the connection).
+	rw        http.ResponseWriter
+	cancel    func()
 	encoded   bool // the body is content-encoded: no bytes may be added
 	scan      buffer.Scanner
 	started   bool      // the upstream's first body bytes are past the BOM check
@@ -91,11 +100,8 @@ type Writer struct {
 	last      time.Time // last write to the client
 	flush     func() error
 	timer     *time.Timer
-	closed    bool      // no more writes of ours: the handler is done or the client gone
-	ending    bool      // the proxy is ending the stream at the next boundary
-	ended     bool      // the proxy ended the stream
 	endRetry  []byte    // hint written when ending
-	endBefore time.Time // deadline for reaching a boundary while ending
+	endBefore time.Time // stateEnding: deadline for reaching a boundary
 	reason    string    // why the stream ended, for metrics
 	held      []byte    // hold mode: the incomplete event
 	oversize  bool      // hold mode: an event too big to hold is streaming through
@@ -111,14 +117,17 @@ type Writer struct {
 // field). cancel must end the upstream request; it is called when the proxy
 // ends the stream itself.
 func NewWriter(rw http.ResponseWriter, opts *Options, origin string, cancel func()) *Writer {
-	return &Writer{rw: rw, opts: opts, origin: origin, cancel: cancel, cut: cutState{client: rw}}
+	return &Writer{client: rw, rw: rw, opts: opts, origin: origin, cancel: cancel}
 }
 
-// Header returns the header map of the underlying writer.
-func (w *Writer) Header() http.Header { return w.rw.Header() }
+// Header returns the header map of the writer the handler got. (Once the
+// stream is detached, the header has been sent: changing it does nothing.)
+func (w *Writer) Header() http.Header { return w.client.Header() }
 
-// Unwrap returns the underlying writer, for http.ResponseController.
-func (w *Writer) Unwrap() http.ResponseWriter { return w.rw }
+// Unwrap returns the writer the handler got, for http.ResponseController.
+// (A detached stream's connection is no longer that writer's: its methods
+// then fail with http.ErrHijacked.)
+func (w *Writer) Unwrap() http.ResponseWriter { return w.client }
 
 // WriteHeader decides, from the status and Content-Type, whether the
 // response is an event stream, fixes the header accordingly and sends it.
@@ -129,7 +138,7 @@ func (w *Writer) WriteHeader(code int) {
 }
 
 func (w *Writer) writeHeader(code int) {
-	if w.mode != modeUndecided {
+	if w.state != stateNew {
 		return // superfluous; net/http would only log it
 	}
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
@@ -141,11 +150,11 @@ func (w *Writer) writeHeader(code int) {
 		w.opts.CORS.Apply(h, w.origin)
 	}
 	if code != http.StatusOK || !IsEventStream(h.Get("Content-Type")) {
-		w.mode = modePassthrough
+		w.to(statePassthrough)
 		w.rw.WriteHeader(code)
 		return
 	}
-	w.mode = modeStream
+	w.to(stateOpen)
 	CleanHeaders(h)
 	if w.connClose {
 		h.Set("Connection", "close")
@@ -182,47 +191,62 @@ func (w *Writer) writeHeader(code int) {
 }
 
 // Write relays upstream bytes. In a stream they are flushed at once, and
-// the scanner follows event boundaries.
+// the scanner follows event boundaries. Its routes, by state: the header
+// first if none went out; a passthrough body as it is; nothing once the
+// proxy ended the stream; an encoded stream's bytes as they are
+// (writeEncoded); otherwise the upstream's leading BOM is settled
+// (bodyStart) and the bytes go through one of three body writers: whole
+// events only (writeHeld, when MaxEventSize is set), up to the next
+// boundary and no further (writeUntilBoundary, while ending), or as they
+// come (writeEvents).
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode == modeUndecided {
+	if w.state == stateNew {
 		w.writeHeader(http.StatusOK)
 	}
-	if w.mode != modeStream {
+	switch {
+	case w.state == statePassthrough:
 		return w.rw.Write(p)
-	}
-	if w.ended {
+	case w.state == stateEnded:
 		return 0, errStreamEnded
+	case w.encoded:
+		return w.writeEncoded(p)
 	}
-	if w.encoded {
-		n, err := w.rw.Write(p)
-		w.dirty = true
-		return n, err
-	}
+	// An event stream, open, ending or closed (its bytes still go to the
+	// client, whose write then fails).
 	skipped := 0
 	if !w.started {
-		var held []byte
-		p, held, skipped = w.leadingBOM(p)
-		if held != nil {
-			// A BOM prefix turned out to be data: it goes first.
-			n, err := w.rw.Write(held)
-			w.scan.Feed(held[:n])
-			if err != nil {
-				w.closed = true
-				return 0, err
-			}
+		var err error
+		if p, skipped, err = w.bodyStart(p); err != nil {
+			return 0, err
 		}
 		if len(p) == 0 {
 			return skipped, nil
 		}
 	}
-	if w.opts.MaxEventSize > 0 {
+	switch {
+	case w.opts.MaxEventSize > 0:
 		return w.writeHeld(p, skipped)
-	}
-	if w.ending {
+	case w.state == stateEnding:
 		return w.writeUntilBoundary(p, skipped)
+	default:
+		return w.writeEvents(p, skipped)
 	}
+}
+
+// writeEncoded relays bytes of a content-encoded stream as they are; the
+// flush is left to the caller (reverse_proxy flushes every write). Callers
+// hold mu.
+func (w *Writer) writeEncoded(p []byte) (int, error) {
+	n, err := w.rw.Write(p)
+	w.dirty = true
+	return n, err
+}
+
+// writeEvents relays p as it comes, with the ids no header can carry
+// masked, and flushes it. Callers hold mu.
+func (w *Writer) writeEvents(p []byte, skipped int) (int, error) {
 	_, events := w.scan.Feed(p)
 	n, err := w.rw.Write(w.masked(p))
 	w.dirty = true
@@ -231,7 +255,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		err = w.flushNow()
 	}
 	if err != nil {
-		w.closed = true
+		w.fail()
 	}
 	if w.opts.Metrics != nil {
 		w.opts.Metrics.relayed(events)
@@ -280,13 +304,13 @@ func (w *Writer) writeHeld(p []byte, skipped int) (int, error) {
 		}
 	}
 	if err != nil {
-		w.closed = true
+		w.fail()
 		return 0, err
 	}
 	if w.opts.Metrics != nil {
 		w.opts.Metrics.relayed(events)
 	}
-	if w.ending && !w.oversize {
+	if w.state == stateEnding && !w.oversize {
 		w.finish() // the client is at a boundary now
 	}
 	return n + skipped, nil
@@ -324,7 +348,7 @@ func (w *Writer) clientAtBoundary() bool {
 func (w *Writer) Committed() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.mode != modeUndecided
+	return w.state != stateNew
 }
 
 // CommitStream answers the client 200 text/event-stream before any
@@ -333,7 +357,7 @@ func (w *Writer) Committed() bool {
 func (w *Writer) CommitStream() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode != modeUndecided {
+	if w.state != stateNew {
 		return
 	}
 	h := w.rw.Header()
@@ -348,7 +372,7 @@ func (w *Writer) CommitStream() {
 func (w *Writer) Restart() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.ended || w.closed || w.oversize || w.encoded {
+	if !w.state.live() || w.oversize || w.encoded {
 		return false
 	}
 	w.held = w.held[:0]
@@ -389,18 +413,21 @@ func (w *Writer) flushNow() error {
 func (w *Writer) FlushError() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode == modeStream {
-		if !w.dirty || w.ended {
+	switch w.state {
+	case stateNew:
+		// Flushing sends the header: decide what the response is first.
+		w.writeHeader(http.StatusOK)
+		if w.state != statePassthrough {
+			return nil // a stream: writeHeader flushed
+		}
+	case statePassthrough:
+	case stateEnded:
+		return nil
+	default: // open, ending, closed
+		if !w.dirty {
 			return nil
 		}
 		return w.flushNow()
-	}
-	if w.mode == modeUndecided {
-		// Flushing sends the header: decide what the response is first.
-		w.writeHeader(http.StatusOK)
-		if w.mode == modeStream {
-			return nil // writeHeader flushed
-		}
 	}
 	return http.NewResponseController(w.rw).Flush()
 }
@@ -456,7 +483,7 @@ var ErrNotDetachable = errors.New("sse_proxy: stream cannot be detached")
 func (w *Writer) Detach(hijack func() (net.Conn, error), chunked bool) (net.Conn, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mode != modeStream || w.ended || w.ending || w.closed || w.headerErr || w.encoded {
+	if w.state != stateOpen || w.headerErr || w.encoded {
 		return nil, ErrNotDetachable
 	}
 	conn, err := hijack()
@@ -474,12 +501,16 @@ func (w *Writer) Detach(hijack func() (net.Conn, error), chunked bool) (net.Conn
 
 // close stops the timers and unregisters the stream; callers hold mu.
 func (w *Writer) close() {
-	if w.bomSeen > 0 && !w.ended && !w.closed && w.opts.MaxEventSize == 0 {
+	if w.bomSeen > 0 && w.state.live() && w.opts.MaxEventSize == 0 {
 		// The body ended inside what looked like a BOM: it was data.
 		_, _ = w.rw.Write(utf8BOM[:w.bomSeen])
 		w.bomSeen = 0
 	}
-	w.closed = true
+	stream := w.state.stream()
+	switch w.state {
+	case stateNew, stateOpen, stateEnding:
+		w.to(stateClosed)
+	}
 	if w.timer != nil {
 		w.timer.Stop()
 	}
@@ -489,7 +520,7 @@ func (w *Writer) close() {
 		w.reason = w.cut.reason
 	}
 	w.cut.mu.Unlock()
-	if w.mode == modeStream {
+	if stream {
 		if w.opts.Streams != nil {
 			w.opts.Streams.remove(w)
 		}
@@ -518,7 +549,15 @@ func (w *Writer) SetReason(reason string) {
 func (w *Writer) Ended() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.ended || w.cutReason() != ""
+	return w.state == stateEnded || w.cutReason() != ""
+}
+
+// fail records that a write to the client failed: the proxy writes
+// nothing of its own to it any more. Callers hold mu.
+func (w *Writer) fail() {
+	if w.state.live() {
+		w.to(stateClosed)
+	}
 }
 
 // flusherOf finds the flush method of rw once per stream, so that a flush
