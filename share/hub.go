@@ -77,6 +77,12 @@ type Hub struct {
 	history   History // recent events, for clients that resume
 	subs      map[*Sub]struct{}
 	linger    *time.Timer
+	// next is the handler each upstream attempt goes through: that of the
+	// client that joined last (see Join), so that after a config reload
+	// the hub's reconnects go through the newest config's reverse_proxy,
+	// whose retries (lb_try_duration) work while the old one's stopped
+	// with its context. Read (not called) under mu, once per attempt.
+	next caddyhttp.Handler
 
 	closeOnce sync.Once
 
@@ -103,7 +109,8 @@ func newHub(key string, cfg *Config) *Hub {
 	return h
 }
 
-// start runs the upstream request in the background. The request is a copy
+// start runs the upstream request in the background, each attempt through
+// the handler the hub adopted last (see adopt). The request is a copy
 // of the first client's, with a context that no client owns and Caddy's
 // per-request state made afresh: reverse_proxy writes to the replacer and
 // vars of the request it serves.
@@ -114,14 +121,14 @@ func newHub(key string, cfg *Config) *Hub {
 // Each client's position is its own, in the replay buffer. (The proxy's
 // Shaper has already moved a last_event_id_query parameter into the header
 // and off the URL.)
-func (h *Hub) start(up *http.Request, rv *proxy.Revisit, next caddyhttp.Handler, srv *caddyhttp.Server) {
+func (h *Hub) start(up *http.Request, rv *proxy.Revisit, srv *caddyhttp.Server) {
 	req := up.Clone(h.ctx)
 	req.Header.Del("Last-Event-ID")
 	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, srv)
-	go h.run(req, rv, next)
+	go h.run(req, rv)
 }
 
-func (h *Hub) run(req *http.Request, rv *proxy.Revisit, next caddyhttp.Handler) {
+func (h *Hub) run(req *http.Request, rv *proxy.Revisit) {
 	defer h.close()
 	defer func() {
 		// A panic here would take the whole process down: net/http only
@@ -147,9 +154,20 @@ func (h *Hub) run(req *http.Request, rv *proxy.Revisit, next caddyhttp.Handler) 
 	defer inner.Close()
 	attempt := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		s.restart()
+		h.mu.Lock()
+		next := h.next
+		h.mu.Unlock()
 		return next.ServeHTTP(w, r)
 	})
 	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, rv, attempt)
+}
+
+// adopt makes next the handler of the hub's next upstream attempt. It
+// takes h.mu.
+func (h *Hub) adopt(next caddyhttp.Handler) {
+	h.mu.Lock()
+	h.next = next
+	h.mu.Unlock()
 }
 
 // eventCut counts an event the sink cut, and logs it (at most once a

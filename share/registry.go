@@ -26,10 +26,18 @@ var (
 // starts has none, so such a client joins live. The caller must Leave the
 // returned subscription.
 //
-// A running hub keeps the cfg, next and srv of the Join that started it,
-// for as long as it runs, across config reloads: a client of a newer
-// config that joins it gets the old config's replay limits, client buffer,
-// reconnect policy and upstream handler (see the README's Limits).
+// A running hub keeps the cfg and srv of the Join that started it for as
+// long as it runs, across config reloads: a client of a newer config that
+// joins it gets the old config's replay limits, client buffer and
+// reconnect policy, and the upstream request keeps the old server in its
+// context. next is the exception: each Join hands its next to the hub, and
+// the hub's next upstream attempt (a reconnect) goes through it. A reload
+// cancels the old config's handlers' context, and reverse_proxy stops its
+// load-balancer retries (lb_try_duration, lb_try_interval) once its
+// context is cancelled: a hub that kept the old next would reconnect
+// without them. A client of the old config that joins after the reload
+// (on a connection the old server still serves) hands the old next back
+// until the next client of the new one joins.
 func Join(key string, cfg *Config, up *http.Request, rv *proxy.Revisit, next caddyhttp.Handler, srv *caddyhttp.Server, lastEventID string) (*Hub, *Sub) {
 	registryMu.Lock()
 	hub, ok := registry[key]
@@ -38,12 +46,13 @@ func Join(key string, cfg *Config, up *http.Request, rv *proxy.Revisit, next cad
 		registry[key] = hub
 	}
 	sub := hub.subscribe(lastEventID)
+	hub.adopt(next)
 	if !ok {
 		hub.starter = sub // set before the hub is shared: no lock needed
 	}
 	registryMu.Unlock()
 	if !ok {
-		hub.start(up, rv, next, srv)
+		hub.start(up, rv, srv)
 	}
 	return hub, sub
 }
