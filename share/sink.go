@@ -24,7 +24,10 @@ import (
 // behind one event of unbounded size, and a break inside it would leave
 // every client with half an event.
 //
-// Only the hub's upstream goroutine uses a sink.
+// Only the hub's upstream goroutine uses a sink, from inside the hub's
+// upstream Writer, which holds its Writer.mu meanwhile (see the package
+// doc): the sink takes registryMu (the answer) and Hub.mu (delivery) under
+// it.
 type sink struct {
 	hub    *Hub
 	header http.Header
