@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -270,7 +269,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer t.Stop()
 	}
 	if shared {
-		return h.serveShared(ctx, w, sw, up, h.shaper.Revisit(r, repl), repl, next, born)
+		return share.Serve(ctx, w, sw, &share.Options{
+			Config: h.shareCfg, Upstream: up, Revisit: h.shaper.Revisit(r, repl), Next: next, Server: h.server,
+			KeyTemplate: h.Share.Key, Replacer: repl, Owned: h.shaper.Owned(), UpstreamCORS: h.cors == nil,
+			Hint: h.reconnectHint, Grace: endGrace, MaxAge: time.Duration(h.MaxAge), Born: born,
+		})
 	}
 	if h.reconnect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// A GET has no body, so it can be sent again.
@@ -290,156 +293,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}()
 	return next.ServeHTTP(sw, up)
 }
-
-// serveShared subscribes the client to the shared stream for its key and
-// relays what the hub queues for it, in batches: a slow client never holds
-// up the hub or anyone else. An HTTP/1.x client's connection is taken over
-// once the header is out, and this handler returns (see share.ServeConn);
-// any other client is served from this goroutine.
-func (h *Handler) serveShared(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, up *http.Request, rv *proxy.Revisit, repl *caddy.Replacer, next caddyhttp.Handler, born time.Time) error {
-	// Without a cors policy, the upstream's CORS fields reach every client
-	// of the stream as they are, and they depend on the Origin of the
-	// request that started it: clients of different origins (or none)
-	// must not share, or one could strip or replace another's. With a
-	// policy, the proxy sets them for each client itself.
-	var vary []string
-	if h.cors == nil {
-		vary = originField
-	}
-	var key string
-	if h.Share.Key != "" {
-		key = share.CustomKey(repl.ReplaceAll(h.Share.Key, ""), up, vary)
-	} else {
-		key = share.DefaultKey(up, h.shaper.Owned(), vary)
-	}
-	hub, sub := share.Join(key, h.shareCfg, up, rv, next, h.server, up.Header.Get("Last-Event-ID"))
-	detached := false
-	defer func() {
-		if !detached {
-			hub.Leave(sub)
-		}
-	}()
-	select {
-	case <-hub.Ready():
-	case <-ctx.Done():
-		return nil
-	}
-	status, header, stream, ok := hub.Answer(sub)
-	if !ok {
-		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("sse_proxy: the shared upstream stream ended without an answer"))
-	}
-	for k, v := range header {
-		sw.Header()[k] = v
-	}
-	hijacker, _ := innermostHijacker(w)
-	detach := stream && up.ProtoMajor == 1 && hijacker != nil
-	if detach {
-		sw.CloseConnection()
-	}
-	sw.WriteHeader(status)
-	if !stream {
-		// An answer that is not a stream goes to the client as it comes,
-		// as it would unshared, even one that stays open: its status
-		// line now, its body below.
-		sw.Flush()
-	}
-	// A Content-Encoding that went out is a handler before this one
-	// (encode) compressing the stream, and a recorder that buffers (asked
-	// once the header was written, as it decides then) holds it back: the
-	// stream's bytes must keep going through them.
-	hijacker, buffered := innermostHijacker(w)
-	if detach && !buffered && !sw.Ended() && w.Header().Get("Content-Encoding") == "" {
-		// The header (and retry field) went out; the rest is ours.
-		// Bytes the client sent after its request, if any, are dropped
-		// with net/http's buffers: a stream's connection takes no more
-		// requests.
-		hijack := func() (net.Conn, error) {
-			conn, _, err := hijacker.Hijack()
-			return conn, err
-		}
-		if conn, err := sw.Detach(hijack, up.ProtoAtLeast(1, 1)); err == nil {
-			detached = true
-			opts := share.ConnOptions{Hint: h.reconnectHint, Grace: endGrace}
-			if h.MaxAge > 0 {
-				opts.MaxAge = max(time.Until(born.Add(time.Duration(h.MaxAge))), time.Nanosecond)
-			}
-			sub.ServeConn(sw, conn, opts)
-			return nil
-		}
-	}
-	// Eviction cuts a client that stopped reading: its writes fail at once
-	// instead of at the server's write_idle_timeout.
-	rc := http.NewResponseController(w)
-	sub.OnEvict(func() { _ = rc.SetWriteDeadline(time.Now()) })
-	for {
-		select {
-		case <-sub.Signal():
-		case <-ctx.Done():
-			return nil // the client left, or the proxy ended the stream
-		}
-		batch, evicted, closed := sub.Take()
-		if len(batch) > 0 {
-			_, err := sw.Write(batch)
-			if err == nil && !stream {
-				err = sw.FlushError()
-			}
-			sub.Done(batch)
-			if err != nil && !evicted {
-				_, evicted, _ = sub.Take()
-				if !evicted {
-					return nil // the client is gone
-				}
-			}
-		}
-		if evicted {
-			// Close the stream (HTTP/2, HTTP/3) or connection (HTTP/1.1);
-			// the browser resumes from the replay buffer.
-			sw.SetReason(proxy.ReasonEvicted)
-			panic(http.ErrAbortHandler)
-		}
-		if closed {
-			if stream {
-				sw.End(h.reconnectHint(), endGrace, proxy.ReasonUpstreamDown)
-			} else if hub.Broken() {
-				// As unshared: a body that broke is cut off, not ended.
-				panic(http.ErrAbortHandler)
-			}
-			return nil // a final answer's body is over
-		}
-	}
-}
-
-// innermostHijacker returns the innermost writer under w that can hand its
-// connection over (net/http's own response), or nil. The wrappers on the
-// way are passed by: Caddy's response recorder, for one, would wrap the
-// connection to count the bytes written for the access log, keeping
-// net/http's response and its buffers alive and racing with the log's read
-// of the count. The access log has the request when the client joins. An
-// outer sse_proxy's writer, which writes of its own, rules the takeover out
-// (nil). buffered reports a wrapper on the way that holds the response back
-// (a buffering recorder, as intercept uses), which also rules it out.
-func innermostHijacker(w http.ResponseWriter) (found http.Hijacker, buffered bool) {
-	for {
-		if b, ok := w.(interface{ Buffered() bool }); ok && b.Buffered() {
-			buffered = true
-		}
-		if h, ok := w.(http.Hijacker); ok {
-			found = h
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return found, buffered
-		}
-		if _, ok := w.(*proxy.Writer); ok {
-			return nil, buffered
-		}
-		w = u.Unwrap()
-	}
-}
-
-// originField is the request field a share key covers when the upstream
-// owns CORS.
-var originField = []string{"Origin"}
 
 // Interface guards
 var (

@@ -143,3 +143,24 @@ func foldName(s string) string {
 }
 
 var nameFolder = strings.NewReplacer(".", "_", "-", "_")
+
+// key is the sharing key of the client's upstream request. Without a cors
+// policy (UpstreamCORS), the upstream's CORS fields reach every client of
+// the stream as they are, and they depend on the Origin of the request
+// that started it: clients of different origins (or none) must not share,
+// or one could strip or replace another's. With a policy, the proxy sets
+// them for each client itself.
+func (o *Options) key() string {
+	var vary []string
+	if o.UpstreamCORS {
+		vary = originField
+	}
+	if o.KeyTemplate != "" {
+		return CustomKey(o.Replacer.ReplaceAll(o.KeyTemplate, ""), o.Upstream, vary)
+	}
+	return DefaultKey(o.Upstream, o.Owned, vary)
+}
+
+// originField is the request field a share key covers when the upstream
+// owns CORS.
+var originField = []string{"Origin"}

@@ -73,7 +73,7 @@ func (c *subscriberHistogram) Collect(ch chan<- prometheus.Metric) {
 }
 
 // subscriberCounts returns the number of clients of every hub in the
-// registry.
+// registry. It takes registryMu, then each Hub.mu in turn (the lock order).
 func subscriberCounts() []int {
 	registryMu.Lock()
 	defer registryMu.Unlock()

@@ -3,6 +3,7 @@ package share
 import (
 	"bytes"
 	"net/http"
+	"time"
 
 	"github.com/sse-proxy/caddy-sse-proxy/buffer"
 	"github.com/sse-proxy/caddy-sse-proxy/proxy"
@@ -23,7 +24,10 @@ import (
 // behind one event of unbounded size, and a break inside it would leave
 // every client with half an event.
 //
-// Only the hub's upstream goroutine uses a sink.
+// Only the hub's upstream goroutine uses a sink, from inside the hub's
+// upstream Writer, which holds its Writer.mu meanwhile (see the package
+// doc): the sink takes registryMu (the answer) and Hub.mu (delivery) under
+// it.
 type sink struct {
 	hub    *Hub
 	header http.Header
@@ -120,3 +124,10 @@ func (s *sink) restart() {
 
 // FlushError: events are handed on as they complete; nothing to flush.
 func (s *sink) FlushError() error { return nil }
+
+// publish is the upstream side of the hub's event path: it hands a
+// complete event to the hub's Store, which orders it and has the hub
+// deliver it. Only the hub's upstream goroutine (its sink) publishes.
+func (h *Hub) publish(ev []byte, id string, own bool) {
+	h.store.Append(buffer.Event{Data: ev, ID: id, OwnID: own, At: time.Now()})
+}

@@ -1,4 +1,4 @@
-package sseproxy
+package share
 
 import (
 	"bufio"

@@ -1,0 +1,55 @@
+package share
+
+import (
+	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/buffer"
+)
+
+// deliver is the delivery side of the hub's event path: it adds an event,
+// in the order its Store gives it, to the hub's history and to every
+// client's queue, under h.mu (then s.mu per client, in push). Only the
+// hub's Store calls it, one event at a time (see Store), with no lock of
+// this package held. The drainers that need starting are started after
+// h.mu is let go, so that joining and leaving clients do not wait for
+// them.
+func (h *Hub) deliver(ev buffer.Event) {
+	h.mu.Lock()
+	h.history.Add(ev, time.Now())
+	wakes := queueAll(h, ev.Data, h.deliverWakes[:0])
+	h.mu.Unlock()
+	h.deliverWakes = startDrainers(wakes)
+}
+
+// relayBody queues part of a final answer's body for every client, as it
+// comes; a client that falls client_buffer behind is evicted. It is not an
+// event: it is kept in no history and goes through no Store, as the answer
+// itself does not. Only the hub's upstream goroutine calls it, and only for
+// a hub whose answer is not a stream, which delivers no events.
+func (h *Hub) relayBody(p []byte) {
+	h.mu.Lock()
+	wakes := queueAll(h, p, h.relayWakes[:0])
+	h.mu.Unlock()
+	h.relayWakes = startDrainers(wakes)
+}
+
+// queueAll queues p (copied) for every client of h, appending the drainers
+// to start once h.mu, which the caller holds, is let go to wakes.
+func queueAll(h *Hub, p []byte, wakes []func()) []func() {
+	for s := range h.subs {
+		if wake := s.push(p); wake != nil {
+			wakes = append(wakes, wake)
+		}
+	}
+	return wakes
+}
+
+// startDrainers calls the wake functions queueAll returned, without h.mu,
+// and returns the list emptied, for reuse.
+func startDrainers(wakes []func()) []func() {
+	for i, wake := range wakes {
+		wake()
+		wakes[i] = nil
+	}
+	return wakes[:0]
+}
