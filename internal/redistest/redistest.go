@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,6 +30,7 @@ type Server struct {
 	dir     string
 	socket  string // unix socket path
 	tcpPort int    // 0: no TCP listener
+	args    []string
 
 	mu  sync.Mutex // guards cmd; held while a process starts or stops (waits for it, no network I/O); no other lock is taken under it
 	cmd *exec.Cmd  // the running process; nil while stopped
@@ -40,6 +42,11 @@ type Option func(*Server)
 // WithTCP makes the server listen on a free loopback TCP port as well.
 func WithTCP() Option {
 	return func(s *Server) { s.tcpPort = -1 }
+}
+
+// WithArgs passes more command-line arguments, e.g. "--requirepass", "x".
+func WithArgs(args ...string) Option {
+	return func(s *Server) { s.args = append(s.args, args...) }
 }
 
 // Start runs redis-server for t and registers its end with t.Cleanup.
@@ -106,6 +113,7 @@ func (s *Server) Start() {
 		"--port", strconv.Itoa(s.tcpPort), "--bind", "127.0.0.1",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}
+	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
@@ -113,7 +121,7 @@ func (s *Server) Start() {
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := ping(s.socket); err == nil {
+		if err := ping(s.socket); err == nil || strings.HasPrefix(err.Error(), "unexpected answer \"-NOAUTH") {
 			return
 		} else if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
