@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -142,5 +143,31 @@ func TestAnswerIsStoredAndFenced(t *testing.T) {
 	e, err := s.Append(ctx, tok, Entry{ID: "1"})
 	if err != nil || e.Epoch != epoch || e.Offset != 1 || off != 0 {
 		t.Fatalf("first append after the answer: %+v, %v (epoch %q offset %d)", e, err, epoch, off)
+	}
+}
+
+func TestIdleKeysExpire(t *testing.T) {
+	srv := startRedis(t)
+	c := testClient(t, srv.Addr(), time.Second)
+	s := c.Stream("k", 100)
+	ctx := ctxT(t)
+	tok := mustAcquire(t, s, "a")
+	if _, err := s.Append(ctx, tok, Entry{ID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Renew(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{s.meta, s.events, s.fence} {
+		ttl, err := c.rdb.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 50*time.Minute || ttl > time.Hour {
+			t.Errorf("PTTL %s = %v, %v; want about an hour", k, ttl, err)
+		}
+	}
+	if ttl, _ := c.rdb.PTTL(ctx, s.lease).Result(); ttl <= 0 || ttl > time.Second {
+		t.Errorf("lease PTTL %v; want at most the lease", ttl)
+	}
+	if !strings.HasPrefix(s.meta, "sse_proxy:{") || !strings.HasSuffix(s.meta, "}:meta") || len(s.Hash()) != 16 {
+		t.Errorf("key %s", s.meta)
 	}
 }

@@ -70,6 +70,10 @@ const (
 // catchUpBatch is how many entries a catch-up reads per command.
 const catchUpBatch = 512
 
+// testHookAfterRead, set only by tests before any Follow, runs in a
+// catch-up goroutine between its read and its delivery.
+var testHookAfterRead func(*follower)
+
 func (fs *followers) init(c *Client) {
 	fs.c = c
 	fs.channels = make(map[string]*channel)
@@ -347,6 +351,9 @@ func (f *follower) catchUpLoop() {
 		f.mu.Unlock()
 
 		snap, err := f.s.read(f.ctx, after, catchUpBatch)
+		if testHookAfterRead != nil {
+			testHookAfterRead(f)
+		}
 		if err != nil {
 			f.fs.c.errLog.log(f.fs.c.logger, zap.WarnLevel, "redis store: catching up failed; retrying", zap.String("stream", f.s.hash), zap.Error(err))
 			select {

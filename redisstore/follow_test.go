@@ -35,9 +35,9 @@ func TestFollowCatchesUpThenGoesLiveInOrderWithoutDuplicates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	es := r.waitFor(t, "entries 4 to 30", func(es []Entry) bool { return len(es) >= 27 })
+	r.waitFor(t, "entries 4 to 30", func(es []Entry) bool { return len(es) >= 27 })
 	time.Sleep(100 * time.Millisecond)
-	es = r.snapshot()
+	es := r.snapshot()
 	if len(es) != 27 {
 		t.Fatalf("%d entries: %v", len(es), offsets(es))
 	}
@@ -275,4 +275,42 @@ func countSub(list string) int {
 		}
 	}
 	return n
+}
+
+func TestFollowDeliversWhatArrivesDuringItsCatchUp(t *testing.T) {
+	srv := startRedis(t)
+	holder, fc := testClient(t, srv.Addr(), time.Second), testClient(t, srv.Addr(), time.Second)
+	s := holder.Stream("k", 100)
+	ctx := ctxT(t)
+	tok := mustAcquire(t, s, "h")
+	e1, err := s.Append(ctx, tok, Entry{ID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Between the catch-up's read and its delivery, entry 2 is appended
+	// and its notification queued; nothing is appended after it.
+	var once sync.Once
+	testHookAfterRead = func(f *follower) {
+		once.Do(func() {
+			if _, err := s.Append(ctx, tok, Entry{ID: "2"}); err != nil {
+				t.Error(err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				f.mu.Lock()
+				n := len(f.pending)
+				f.mu.Unlock()
+				if n > 0 {
+					return
+				}
+			}
+			t.Error("the notification of entry 2 was not queued")
+		})
+	}
+	defer func() { testHookAfterRead = nil }()
+	r := newRecorder()
+	stop := fc.Follow(ctx, fc.Stream("k", 100), e1.Epoch, 0, r.deliver, nil)
+	defer stop()
+	es := r.waitFor(t, "entries 1 and 2", func(es []Entry) bool { return len(es) >= 2 })
+	consecutive(t, es, 1)
+	stop() // before the hook is reset
 }
