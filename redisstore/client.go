@@ -43,6 +43,13 @@ type Client struct {
 // Every Open needs a Close.
 func Open(cfg Config, logger *zap.Logger) (*Client, error) {
 	cfg.expand()
+	return openExpanded(cfg, logger)
+}
+
+// openExpanded is Open for a cfg expanded already (placeholders are
+// replaced once: a value that an environment variable brought in is
+// taken as it is).
+func openExpanded(cfg Config, logger *zap.Logger) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -131,8 +138,11 @@ func (c *Client) Destruct() error {
 // with the command named. The error texts of go-redis never carry the
 // password, and neither do ours.
 func (c *Client) fail(op string, err error) error {
-	if err == nil || errors.Is(err, context.Canceled) && c.ctx.Err() != nil {
-		return err
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) { // the caller gave up: not the store's failure
+		return fmt.Errorf("redis store: %s: %w", op, scrub(err, c.cfg.Password))
 	}
 	metrics.errors.Inc()
 	c.errLog.log(c.logger, zap.WarnLevel, "redis store: command failed", zap.String("op", op), zap.Error(err))

@@ -43,7 +43,7 @@ func (st *Store) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	c, err := Open(st.Config, st.logger)
+	c, err := openExpanded(st.Config, st.logger)
 	if err != nil {
 		return err
 	}

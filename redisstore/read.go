@@ -60,7 +60,7 @@ func parseAnswer(status, header string) (int, http.Header, error) {
 
 // Range returns up to count entries after offset after of epoch, in offset
 // order; ErrEpoch when the stream's epoch is another one (or Redis has no
-// such stream). Entries trimmed from the stream are missing: the first
+// such stream); count 0 or less: all of them. Entries trimmed from the stream are missing: the first
 // entry's offset may be more than after+1.
 func (s *Stream) Range(ctx context.Context, epoch string, after uint64, count int) ([]Entry, error) {
 	snap, err := s.read(ctx, after, count)
@@ -90,7 +90,12 @@ func (s *Stream) read(ctx context.Context, after uint64, count int) (snapshot, e
 	var xr *redis.XMessageSliceCmd
 	_, err := s.c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		meta = p.HMGet(ctx, s.meta, "epoch", "ans", "status", "header")
-		xr = p.XRangeN(ctx, s.events, strconv.FormatUint(after+1, 10), "+", int64(count))
+		start := strconv.FormatUint(after+1, 10)
+		if count > 0 {
+			xr = p.XRangeN(ctx, s.events, start, "+", int64(count))
+		} else {
+			xr = p.XRange(ctx, s.events, start, "+")
+		}
 		return nil
 	})
 	if err != nil {
