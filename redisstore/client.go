@@ -83,6 +83,7 @@ func newClient(cfg Config, logger *zap.Logger) (*Client, error) {
 		DB:                    cfg.DB,
 		Protocol:              2, // RESP2: Redis 6.2 and Valkey alike, pub/sub on its own connection
 		DialTimeout:           timeout,
+		DialerRetries:         1, // a dial that fails fails now: the caller falls back, and retries later
 		ReadTimeout:           timeout,
 		WriteTimeout:          timeout,
 		ContextTimeoutEnabled: true,
@@ -96,6 +97,7 @@ func newClient(cfg Config, logger *zap.Logger) (*Client, error) {
 		host, _, _ := net.SplitHostPort(addr)
 		opt.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	}
+	routeGoRedisLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		rdb:    redis.NewClient(opt),

@@ -2,11 +2,14 @@ package redisstore
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sse-proxy/caddy-sse-proxy/internal/redistest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -168,5 +171,87 @@ func TestOpenSharesOneClientPerConfig(t *testing.T) {
 	_ = other.Close()
 	if _, won, err := a.Stream("k", 10).Acquire(ctxT(t), "x"); err == nil || won {
 		t.Fatalf("Acquire on a closed client: %v, %v", won, err)
+	}
+}
+
+func TestFollowStartedWhileRedisIsDownCatchesUpWhenItIsBack(t *testing.T) {
+	srv := startRedis(t)
+	holder, follower := testClient(t, srv.Addr(), time.Second), testClient(t, srv.Addr(), time.Second)
+	srv.Stop()
+	r := newRecorder()
+	defer follower.Follow(ctxT(t), follower.Stream("k", 100), "", 0, r.deliver, nil)()
+	time.Sleep(200 * time.Millisecond)
+	srv.Start()
+	s := holder.Stream("k", 100)
+	var tok int64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		t2, won, err := s.Acquire(ctxT(t), "h")
+		if err == nil && won {
+			tok = t2
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease after Redis came back: %v", err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := s.Append(ctxT(t), tok, Entry{ID: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es := r.waitFor(t, "3 entries", func(es []Entry) bool { return len(es) >= 3 })
+	consecutive(t, es, 1)
+}
+
+func TestMetricsCount(t *testing.T) {
+	srv := startRedis(t)
+	const lease = 200 * time.Millisecond
+	a, b := testClient(t, srv.Addr(), lease), testClient(t, srv.Addr(), lease)
+	sa, sb := a.Stream("k", 100), b.Stream("k", 100)
+	ctx := ctxT(t)
+	m := ProcessMetrics()
+	won, lost, failovers, appends := testutil.ToFloat64(m.leasesWon), testutil.ToFloat64(m.leasesLost), testutil.ToFloat64(m.failovers), testutil.ToFloat64(m.appends)
+	hits, misses, errs := testutil.ToFloat64(m.replayHits), testutil.ToFloat64(m.replayMisses), testutil.ToFloat64(m.errors)
+
+	tokA := mustAcquire(t, sa, "a")
+	if _, err := sa.Append(ctx, tokA, Entry{ID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = sa.Append(ctx, tokA, Entry{ID: "1"}) // skipped: not counted
+	_, _, _, _ = sa.Since(ctx, "1")
+	_, _, _, _ = sa.Since(ctx, "nope")
+	time.Sleep(lease + 50*time.Millisecond)
+	mustAcquire(t, sb, "b") // a failover: a's entry is there
+	_, _ = sa.Renew(ctx, tokA)
+	_, _ = sa.Append(ctx, tokA, Entry{ID: "2"}) // fenced: the loss is counted once
+	srv.Stop()
+	_, _, _ = sa.Holder(ctx)
+
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"leases won", testutil.ToFloat64(m.leasesWon) - won, 2},
+		{"leases lost", testutil.ToFloat64(m.leasesLost) - lost, 1},
+		{"failovers", testutil.ToFloat64(m.failovers) - failovers, 1},
+		{"appends", testutil.ToFloat64(m.appends) - appends, 1},
+		{"replay hits", testutil.ToFloat64(m.replayHits) - hits, 1},
+		{"replay misses", testutil.ToFloat64(m.replayMisses) - misses, 1},
+		{"errors", testutil.ToFloat64(m.errors) - errs, 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: +%v; want +%v", c.name, c.got, c.want)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Register(reg); err != nil {
+		t.Fatalf("second Register: %v", err)
+	}
+	n, err := testutil.GatherAndCount(reg, "caddy_sse_proxy_store_appends_total")
+	if err != nil || n != 1 {
+		t.Fatalf("gathered %d, %v", n, err)
 	}
 }
