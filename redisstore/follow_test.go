@@ -314,3 +314,42 @@ func TestFollowDeliversWhatArrivesDuringItsCatchUp(t *testing.T) {
 	consecutive(t, es, 1)
 	stop() // before the hook is reset
 }
+
+func TestFollowersOfOneStreamShareTheChannelAndLeaveAlone(t *testing.T) {
+	srv := startRedis(t)
+	holder, fc := testClient(t, srv.Addr(), time.Second), testClient(t, srv.Addr(), time.Second)
+	s := holder.Stream("k", 100)
+	ctx := ctxT(t)
+	tok := mustAcquire(t, s, "h")
+	r1, r2 := newRecorder(), newRecorder()
+	stop1 := fc.Follow(ctx, fc.Stream("k", 100), "", 0, r1.deliver, nil)
+	defer stop1()
+	stop2 := fc.Follow(ctx, fc.Stream("k", 100), "", 0, r2.deliver, nil)
+	defer stop2()
+	if _, err := s.Append(ctx, tok, Entry{ID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	r1.waitFor(t, "entry 1 (first follower)", func(es []Entry) bool { return len(es) == 1 })
+	r2.waitFor(t, "entry 1 (second follower)", func(es []Entry) bool { return len(es) == 1 })
+	stop1()
+	if _, err := s.Append(ctx, tok, Entry{ID: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	es := r2.waitFor(t, "entry 2", func(es []Entry) bool { return len(es) == 2 })
+	consecutive(t, es, 1)
+	if n := len(r1.snapshot()); n != 1 {
+		t.Fatalf("stopped follower got %d entries", n)
+	}
+	stop2()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := holder.rdb.PubSubNumSub(ctx, s.notify).Result()
+		if err == nil && n[s.notify] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still subscribed after the last follower left: %v, %v", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
