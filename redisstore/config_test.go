@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/sse-proxy/caddy-sse-proxy/internal/redistest"
 )
 
 func TestCaddyfileParsesEveryOption(t *testing.T) {
@@ -106,5 +108,39 @@ func TestModuleIsRegistered(t *testing.T) {
 	}
 	if _, ok := info.New().(*Store); !ok {
 		t.Fatalf("module New() is %T", info.New())
+	}
+}
+
+func TestStoreModuleProvisionsFromJSONAndCleansUp(t *testing.T) {
+	srv := startRedis(t, redistest.WithArgs("--requirepass", "pw-from-env"))
+	t.Setenv("SSE_PROXY_TEST_REDIS_PASSWORD", "pw-from-env")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	var st Store
+	raw := `{"address": "` + srv.Addr() + `", "password": "{env.SSE_PROXY_TEST_REDIS_PASSWORD}", "lease": "2s"}`
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := st.Client()
+	if c.Lease() != 2*time.Second || c.Config().KeyPrefix != DefaultKeyPrefix || c.Config().OnStoreFailure != FailLocal {
+		t.Fatalf("config %v", c.Config())
+	}
+	if _, won, err := c.Stream("k", 10).Acquire(ctxT(t), "a"); err != nil || !won {
+		t.Fatalf("Acquire through the module's client: %v, %v", won, err)
+	}
+	if err := st.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	var bad Store
+	_ = json.Unmarshal([]byte(`{"address": "nowhere", "password": "hunter2"}`), &bad)
+	err := bad.Provision(ctx)
+	if err == nil || !strings.Contains(err.Error(), `address "nowhere"`) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Provision with a bad address: %v", err)
 	}
 }
