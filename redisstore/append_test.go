@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/redistest"
 )
 
 func TestAppendNumbersConsecutivelyAndSkipsTheLastIDReplayed(t *testing.T) {
@@ -169,5 +171,17 @@ func TestIdleKeysExpire(t *testing.T) {
 	}
 	if !strings.HasPrefix(s.meta, "sse_proxy:{") || !strings.HasSuffix(s.meta, "}:meta") || len(s.Hash()) != 16 {
 		t.Errorf("key %s", s.meta)
+	}
+}
+
+func TestAppendOverTCPAndUnixPrefixAddresses(t *testing.T) {
+	srv := startRedis(t, redistest.WithTCP())
+	for _, addr := range []string{srv.TCPAddr(), "unix/" + srv.Addr()} {
+		c := testClient(t, addr, time.Second)
+		s := c.Stream("k-"+addr, 10)
+		tok := mustAcquire(t, s, "a")
+		if e, err := s.Append(ctxT(t), tok, Entry{ID: "1"}); err != nil || e.Offset != 1 {
+			t.Fatalf("%s: %+v, %v", addr, e, err)
+		}
 	}
 }

@@ -127,7 +127,7 @@ func (c *Client) Close() error {
 }
 
 // Destruct closes the connections; the usage pool calls it when the last
-// user is gone.
+// user is gone. Use Close, not this.
 func (c *Client) Destruct() error {
 	c.cancel()
 	c.follow.close()
