@@ -96,6 +96,9 @@ func (c *Config) network() (network, addr string, err error) {
 	switch {
 	case a == "":
 		return "", "", fmt.Errorf("redis: address: missing")
+	case strings.Contains(a, "@"):
+		// Not echoed: it may be a URL with a password in it.
+		return "", "", fmt.Errorf("redis: address: must not contain '@' (a URL with credentials?): write host:port, and the credentials in username and password")
 	case strings.HasPrefix(a, "unix/"):
 		if len(a) == len("unix/") {
 			return "", "", fmt.Errorf("redis: address %q: no socket path after unix/", a)

@@ -85,6 +85,8 @@ func TestValidateNamesTheOptionAndValueButNeverThePassword(t *testing.T) {
 		{Config{Address: "h:1", KeyPrefix: "a{b}"}, `key_prefix "a{b}"`},
 		{Config{Address: "h:1", OnStoreFailure: "retry"}, `on_store_failure "retry"`},
 		{Config{Address: "h", Password: "s3cret-pw"}, `address "h"`},
+		{Config{Address: "redis://:s3cret-pw@h:6379"}, "must not contain '@'"},
+		{Config{Address: "s3cret-pw@h:6379"}, "must not contain '@'"},
 	} {
 		err := tc.c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
