@@ -53,8 +53,8 @@ func TestAppendNumbersConsecutivelyAndSkipsTheLastIDReplayed(t *testing.T) {
 	if len(es) != 7 || string(es[2].Data) != "data 3" || !es[2].Own || es[1].Own || es[4].ID != "5" || es[5].ID != "" {
 		t.Fatalf("Range: %+v", es)
 	}
-	if n, _ := c.rdb.XLen(ctx, s.events).Result(); n != 7 {
-		t.Fatalf("XLEN %d; want 7", n)
+	if n, err := s.Len(ctx); n != 7 || err != nil {
+		t.Fatalf("Len %d, %v; want 7", n, err)
 	}
 	if es, err := s.Range(ctx, epoch, 5, 1); err != nil || len(es) != 1 || es[0].Offset != 6 {
 		t.Fatalf("Range after 5, count 1: %+v, %v", es, err)

@@ -218,3 +218,12 @@ func rawEntry(epoch string, x any) (Entry, error) {
 	}
 	return entryOf(epoch, id, f)
 }
+
+// Len returns how many entries the stream holds (its replay depth).
+func (s *Stream) Len(ctx context.Context) (int64, error) {
+	n, err := s.c.rdb.XLen(ctx, s.events).Result()
+	if err != nil {
+		return 0, s.c.fail("len", err)
+	}
+	return n, nil
+}
