@@ -2,6 +2,7 @@ package sseproxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/sse-proxy/caddy-sse-proxy/proxy"
+	"github.com/sse-proxy/caddy-sse-proxy/redisstore"
+	"github.com/sse-proxy/caddy-sse-proxy/share"
 )
 
 func init() {
@@ -47,6 +50,15 @@ func init() {
 //	    replay_for <duration>
 //	    replay_max_bytes <size>
 //	    client_buffer <size>
+//	    store memory | redis <address> {
+//	        username <name>
+//	        password <password>
+//	        db <n>
+//	        tls
+//	        key_prefix <prefix>
+//	        lease <duration>
+//	        on_store_failure local|error
+//	    }
 //	    # ...and any reverse_proxy subdirective
 //	}
 //
@@ -291,6 +303,46 @@ var subdirectives = []subdirective[Handler]{
 		h.ensureShare().ClientBuffer, err = sizeArg(d, name)
 		return err
 	}},
+	{syntax: "store memory | redis <address>", block: redisBlock, parse: func(d *caddyfile.Dispenser, name string, h *Handler) error {
+		s := h.ensureShare()
+		if s.StoreRaw != nil {
+			return d.Errf("sse_proxy: store may be given only once")
+		}
+		switch kind, _ := oneWord(d); kind {
+		case "memory":
+			s.StoreRaw = caddyconfig.JSONModuleObject(share.MemoryStore{}, "module", "memory", nil)
+		case "redis":
+			st := new(redisstore.Store)
+			if err := st.UnmarshalCaddyfile(d); err != nil {
+				return fmt.Errorf("sse_proxy: store %w", err)
+			}
+			s.StoreRaw = caddyconfig.JSONModuleObject(st, "module", "redis", nil)
+		default:
+			return d.Errf("sse_proxy: store %q: want memory, or redis and an address", kind)
+		}
+		return nil
+	}},
+}
+
+// redisBlock is the syntax of store redis's block, for the docs; the
+// redisstore package parses it.
+var redisBlock = []string{
+	"username <name>",
+	"password <password>",
+	"db <n>",
+	"tls",
+	"key_prefix <prefix>",
+	"lease <duration>",
+	"on_store_failure local|error",
+}
+
+// oneWord moves d to the next argument on the line and returns it, "" if
+// there is none.
+func oneWord(d *caddyfile.Dispenser) (string, bool) {
+	if !d.NextArg() {
+		return "", false
+	}
+	return d.Val(), true
 }
 
 // corsSubdirectives are the subdirectives of cors's block.

@@ -1,6 +1,7 @@
 package sseproxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -45,6 +46,11 @@ type Share struct {
 	// Bytes queued for one client before it is evicted as too slow (it
 	// resumes from the replay buffer when it comes back). Default: 1 MiB.
 	ClientBuffer int `json:"client_buffer,omitempty"`
+	// Where shared streams keep and order their events: "memory" (the
+	// default), each Caddy process on its own, or "redis", one stream for
+	// a cluster of Caddy instances: one instance reads each upstream, and
+	// a client resumes on any instance.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.sse_proxy.stores inline_key=module"`
 }
 
 // Defaults of stream sharing.

@@ -145,6 +145,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.reconnect.Logger = h.logger
 		h.reconnect.Metrics = metrics
 	}
+	if h.shareCfg != nil && h.Share.StoreRaw != nil {
+		mod, err := ctx.LoadModule(h.Share, "StoreRaw")
+		if err != nil {
+			return fmt.Errorf("sse_proxy: share store: %v", err)
+		}
+		st, ok := mod.(share.StoreModule)
+		if !ok {
+			return fmt.Errorf("sse_proxy: share store: module %T is not a store", mod)
+		}
+		h.shareCfg.Cluster = st.Cluster()
+	}
 	if h.shareCfg != nil {
 		h.shareCfg.Logger = h.logger
 		h.shareCfg.Metrics = shareMetrics

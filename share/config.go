@@ -24,6 +24,11 @@ type Config struct {
 	// Reconnect is the upstream reconnect policy. Its Hint should return
 	// nil: when the hub gives up, each client ends with a hint of its own.
 	Reconnect *proxy.Reconnect
+	// Cluster, when set, is a store that the hubs of several processes
+	// share (Redis): one process reads each key's upstream, and every
+	// process delivers the store's events in the store's order. Nil: the
+	// hub's own process is the whole story (the memory store).
+	Cluster Cluster
 	// Logger and Metrics are the handler's.
 	Logger  *zap.Logger
 	Metrics *Metrics

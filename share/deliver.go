@@ -16,9 +16,30 @@ import (
 func (h *Hub) deliver(ev buffer.Event) {
 	h.mu.Lock()
 	h.history.Add(ev, time.Now())
+	h.lastID = ev.ID
 	wakes := queueAll(h, ev.Data, h.deliverWakes[:0])
 	h.mu.Unlock()
 	h.deliverWakes = startDrainers(wakes)
+}
+
+// deliverEntry is deliver for an event of a cluster store, which also
+// records the event's place in the store (see catchUp).
+func (h *Hub) deliverEntry(e Entry) {
+	ev := buffer.Event{Data: e.Data, ID: e.ID, OwnID: e.Own, At: time.Now()}
+	h.mu.Lock()
+	h.history.Add(ev, ev.At)
+	h.lastID = ev.ID
+	h.pos = position{epoch: e.Epoch, offset: e.Offset}
+	wakes := queueAll(h, ev.Data, h.deliverWakes[:0])
+	h.mu.Unlock()
+	h.deliverWakes = startDrainers(wakes)
+}
+
+// lastDeliveredID is the id of the newest event delivered, "" for none.
+func (h *Hub) lastDeliveredID() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastID
 }
 
 // relayBody queues part of a final answer's body for every client, as it

@@ -15,7 +15,6 @@ import (
 	"github.com/sse-proxy/caddy-sse-proxy/proxy"
 )
 
-
 // state of a hub's upstream answer.
 type state uint8
 
@@ -34,7 +33,19 @@ type Hub struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	ready  chan struct{} // closed once the answer is known (markReady)
-	store  Store         // orders the events between publish and deliver
+	// followed is closed once a cluster hub follows its store (follows).
+	followed chan struct{}
+	store    Store // orders the events between publish and deliver
+	// link is the store when the config has a cluster (it is then also
+	// store), nil otherwise.
+	link *link
+	// up and srv make each upstream request of a cluster hub, which may
+	// read the upstream several times (whenever it holds the lease); rv
+	// keeps the upstream's cookies across them. Set by start, before the
+	// hub's goroutine starts; then only read by it.
+	up  *http.Request
+	srv *caddyhttp.Server
+	rv  *proxy.Revisit
 	// starter is the subscription whose request the upstream answers: the
 	// only one that gets the answer's Set-Cookie (see Answer). Set once,
 	// before the hub is in the registry.
@@ -52,8 +63,15 @@ type Hub struct {
 	nonStream bool    // the answer is not an event stream
 	broken    bool    // the non-stream answer's body broke before its end
 	history   History // recent events, for clients that resume
-	subs      map[*Sub]struct{}
-	linger    *time.Timer
+	// lastID is the id of the newest event delivered (Event.ID).
+	lastID string
+	// pos is the store's place of the newest event delivered, for a
+	// cluster hub (see catchUp); positioned is false until the hub
+	// follows the store.
+	pos        position
+	positioned bool
+	subs       map[*Sub]struct{}
+	linger     *time.Timer
 	// next is the handler each upstream attempt goes through: that of the
 	// client that joined last (see Join), so that after a config reload
 	// the hub's reconnects go through the newest config's reverse_proxy,
@@ -75,11 +93,17 @@ func newHub(key string, cfg *Config) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		key: key, cfg: cfg, ctx: ctx, cancel: cancel,
-		ready:   make(chan struct{}),
-		history: buffer.NewReplay(cfg.Replay),
-		subs:    map[*Sub]struct{}{},
+		ready:    make(chan struct{}),
+		followed: make(chan struct{}),
+		history:  buffer.NewReplay(cfg.Replay),
+		subs:     map[*Sub]struct{}{},
 	}
-	h.store = newMemoryStore(h.deliver)
+	if cfg.Cluster != nil {
+		h.link = newLink(h, cfg.Cluster)
+		h.store = h.link
+	} else {
+		h.store = newMemoryStore(h.deliver)
+	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.hubs.Inc()
 	}
@@ -98,15 +122,46 @@ func newHub(key string, cfg *Config) *Hub {
 // Each client's position is its own, in the replay buffer. (The proxy's
 // Shaper has already moved a last_event_id_query parameter into the header
 // and off the URL.)
+//
+// A cluster hub reads the upstream only while its process holds the key's
+// lease (see link), and then resumes it from the last id the store holds.
 func (h *Hub) start(up *http.Request, rv *proxy.Revisit, srv *caddyhttp.Server) {
-	req := up.Clone(h.ctx)
-	req.Header.Del("Last-Event-ID")
-	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, srv)
-	go h.run(req, rv)
+	h.up, h.srv, h.rv = up.Clone(context.Background()), srv, rv
+	h.up.Header.Del("Last-Event-ID")
+	if h.link != nil {
+		go func() {
+			h.link.run()
+			h.close()
+		}()
+		return
+	}
+	go func() {
+		defer h.close()
+		h.readUpstream(h.ctx, "")
+	}()
 }
 
-func (h *Hub) run(req *http.Request, rv *proxy.Revisit) {
-	defer h.close()
+// readUpstream reads the upstream, with reconnects, until ctx ends, the
+// upstream gives a final answer, or reconnecting gives up; over reports
+// that it ended on its own (not by ctx). lastEventID, when set, goes with
+// the first request. Events go to the hub's store.
+func (h *Hub) readUpstream(parent context.Context, lastEventID string) (over bool) {
+	// The hub's writer cancels ctx when it ends the stream (the upstream
+	// gave up or answered finally): parent says who ended it.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	req := h.up.Clone(ctx)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, h.srv)
+	h.read(ctx, cancel, req, h.rv)
+	return parent.Err() == nil
+}
+
+// read runs one upstream request (with its reconnects) through the handler
+// the hub adopted last; cancel ends it.
+func (h *Hub) read(ctx context.Context, cancel context.CancelFunc, req *http.Request, rv *proxy.Revisit) {
 	defer func() {
 		// A panic here would take the whole process down: net/http only
 		// recovers the goroutines it runs handlers on.
@@ -127,7 +182,7 @@ func (h *Hub) run(req *http.Request, rv *proxy.Revisit) {
 	// The writer holds nothing (the sink holds events, bounded), and the
 	// sink starts each upstream response afresh: an event a broken
 	// response left incomplete never reaches a client.
-	inner := proxy.NewWriter(s, &proxy.Options{}, "", h.cancel)
+	inner := proxy.NewWriter(s, &proxy.Options{}, "", cancel)
 	defer inner.Close()
 	attempt := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		s.restart()
@@ -136,7 +191,7 @@ func (h *Hub) run(req *http.Request, rv *proxy.Revisit) {
 		h.mu.Unlock()
 		return next.ServeHTTP(w, r)
 	})
-	_ = h.cfg.Reconnect.Serve(h.ctx, inner, req, rv, attempt)
+	_ = h.cfg.Reconnect.Serve(ctx, inner, req, rv, attempt)
 }
 
 // adopt makes next the handler of the hub's next upstream attempt. It

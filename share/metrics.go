@@ -15,6 +15,7 @@ type Metrics struct {
 	replayMisses prometheus.Counter
 	evictions    prometheus.Counter
 	eventsCut    prometheus.Counter
+	fallbacks    prometheus.Counter
 	perStream    prometheus.Collector
 }
 
@@ -32,6 +33,8 @@ func NewMetrics() *Metrics {
 			Help: "Clients whose Last-Event-ID was unknown or too old; they joined live."}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slow_client_evictions_total",
 			Help: "Clients evicted because their queue exceeded client_buffer."}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "store_fallbacks_total",
+			Help: "Times a shared stream served its clients on its own because its cluster store did not answer (on_store_failure local)."}),
 		eventsCut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shared_events_cut_total",
 			Help: "Events of shared upstream streams dropped because they were larger than max_event_size."}),
 		perStream: &subscriberHistogram{
@@ -88,7 +91,7 @@ func subscriberCounts() []int {
 
 // Register adds the collectors to reg; ones already there are kept.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.hubs, m.subscribers, m.replayHits, m.replayMisses, m.evictions, m.eventsCut, m.perStream} {
+	for _, c := range []prometheus.Collector{m.hubs, m.subscribers, m.replayHits, m.replayMisses, m.evictions, m.eventsCut, m.fallbacks, m.perStream} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -23,8 +23,10 @@ var (
 // upstream request, up, through next) if there is none; a hub it starts
 // keeps the upstream's cookies for its reconnects in rv. lastEventID, when
 // set, asks for the events after it from the replay buffer; a hub that
-// starts has none, so such a client joins live. The caller must Leave the
-// returned subscription.
+// starts has none, so such a client joins live — unless the config has a
+// cluster store, which Join then asks (a network round trip on the
+// caller's goroutine, bounded by the store's lease). The caller must
+// Leave the returned subscription.
 //
 // A running hub keeps the cfg and srv of the Join that started it for as
 // long as it runs, across config reloads: a client of a newer config that
@@ -54,6 +56,9 @@ func Join(key string, cfg *Config, up *http.Request, rv *proxy.Revisit, next cad
 	if !ok {
 		hub.start(up, rv, srv)
 	}
+	if sub.catchUp != nil {
+		hub.catchUp(sub)
+	}
 	return hub, sub
 }
 
@@ -70,7 +75,12 @@ func (h *Hub) subscribe(lastEventID string) *Sub {
 	}
 	if lastEventID != "" {
 		events, ok := h.history.After(lastEventID, time.Now())
-		if h.cfg.Metrics != nil {
+		if !ok && h.link != nil {
+			// Another process may have served the client: the store
+			// holds the cluster's events (Join asks it, without locks).
+			h.startCatchUp(s, lastEventID)
+			events = nil
+		} else if h.cfg.Metrics != nil {
 			if ok {
 				h.cfg.Metrics.replayHits.Inc()
 			} else {

@@ -50,6 +50,9 @@ func (s *sink) WriteHeader(code int) {
 	stream := code == http.StatusOK && proxy.IsEventStream(s.header.Get("Content-Type"))
 	s.final = !stream
 	s.hub.answer(code, s.header.Clone(), stream)
+	if s.hub.link != nil {
+		s.hub.link.answered(code, s.header, stream)
+	}
 }
 
 func (s *sink) Write(p []byte) (int, error) {

@@ -28,12 +28,15 @@ type Sub struct {
 	// replayed are the events a resuming client missed, shared with the
 	// replay buffer; they go out before queue.
 	replayed []buffer.Event
-	queue    []byte
-	spare    []byte
-	limit    int
-	active   bool // the client's handler is running
-	evicted  bool
-	closed   bool // the hub is over
+	// catchUp, while set, is the client's resume from a cluster store,
+	// under way (see Hub.catchUp): its drainer has not started yet.
+	catchUp *catchUp
+	queue   []byte
+	spare   []byte
+	limit   int
+	active  bool // the client's handler is running
+	evicted bool
+	closed  bool // the hub is over
 	// cutConn cuts the client's connection short (a write deadline in the
 	// past), so that its goroutine, stuck writing, lets go.
 	cutConn func()

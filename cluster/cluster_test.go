@@ -1,0 +1,322 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sse-proxy/caddy-sse-proxy/internal/redistest"
+	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
+)
+
+// lease is the store lease the tests run with: short, so that failovers
+// are quick, and long enough for a busy machine to renew it.
+const lease = 2 * time.Second
+
+// site is the Caddyfile site of every instance: a shared stream on Redis
+// in front of the numbered upstream.
+const site = `https://127.0.0.1:{PORT} {
+	tls {CERT} {KEY}
+	handle /health {
+		respond 200
+	}
+	handle {
+		sse_proxy {UPSTREAM} {
+			# Each instance has a port of its own, so the default key
+			# (which covers the Host) would differ; behind one load
+			# balancer, instances see the same Host.
+			share {http.request.uri}
+			store redis {REDIS} {
+				lease {LEASE}
+			}
+			share_linger 1s
+			reconnect 50ms 250ms
+			reconnect_for 1m
+		}
+	}
+}
+`
+
+// cluster is n instances on one Redis in front of one numbered upstream.
+type cluster struct {
+	redis     *redistest.Server
+	upstream  *numbered
+	instances []*instance
+}
+
+func startCluster(t *testing.T, n int, interval time.Duration) *cluster {
+	t.Helper()
+	c := &cluster{redis: redistest.Start(t), upstream: newNumbered(t, interval)}
+	cf := strings.NewReplacer("{UPSTREAM}", c.upstream.Addr(), "{REDIS}", c.redis.Addr(),
+		"{LEASE}", lease.String()).Replace(site)
+	var wg sync.WaitGroup
+	c.instances = make([]*instance, n)
+	for i := range c.instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.instances[i] = startInstance(t, fmt.Sprintf("caddy-%c", 'a'+i), cf)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return c
+}
+
+// readers starts one reader per entry of urls (each follows its function),
+// until the test ends.
+func readers(t *testing.T, client func(i int) *http.Client, n int, next func(i, attempt int) string) []*reader {
+	return readersDropping(t, client, n, 0, next)
+}
+
+// readersDropping is readers whose connections drop after perConn events
+// (see reader.perConn).
+func readersDropping(t *testing.T, client func(i int) *http.Client, n, perConn int, next func(i, attempt int) string) []*reader {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	rs := make([]*reader, n)
+	for i := range rs {
+		rs[i] = newReader(client(i), func(attempt int) string { return next(i, attempt) })
+		rs[i].perConn = perConn
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs[i].run(ctx)
+		}()
+	}
+	return rs
+}
+
+// waitAll waits until every reader got an id of at least n.
+func waitAll(t *testing.T, rs []*reader, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for i, r := range rs {
+		if !r.waitFor(n, time.Until(deadline)) {
+			t.Fatalf("reader %d: no id %d within %v (last %d, %d connections)", i, n, timeout, r.last(), r.connections())
+		}
+	}
+}
+
+func checkAll(t *testing.T, rs []*reader) {
+	t.Helper()
+	bad := 0
+	for i, r := range rs {
+		if err := r.check(); err != nil {
+			if bad++; bad <= 5 {
+				t.Errorf("reader %d: %v", i, err)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d readers saw a gap or a repeat", bad, len(rs))
+	}
+}
+
+func clients(t *testing.T) func(i int) *http.Client {
+	h1, h2 := testcaddy.Client(t, testcaddy.H1), testcaddy.Client(t, testcaddy.H2)
+	return func(i int) *http.Client {
+		if i%2 == 0 {
+			return h1
+		}
+		return h2
+	}
+}
+
+// One upstream request serves every client of the cluster: 300 clients,
+// spread over three instances, half over HTTP/1.1 and half over HTTP/2.
+func TestClusterOpensOneUpstreamRequestFor300Clients(t *testing.T) {
+	c := startCluster(t, 3, 50*time.Millisecond)
+	rs := readers(t, clients(t), 300, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	waitAll(t, rs[:1], 1, 30*time.Second)
+	target := rs[0].last() + 40
+	waitAll(t, rs, target, 60*time.Second)
+	if got := c.upstream.maxOpen.Load(); got != 1 {
+		t.Errorf("the upstream had %d requests open at once; want 1", got)
+	}
+	if got := c.upstream.requests.Load(); got != 1 {
+		t.Errorf("the upstream was asked %d times; want 1", got)
+	}
+	checkAll(t, rs)
+	for i, r := range rs {
+		if n := r.connections(); n != 1 {
+			t.Errorf("reader %d connected %d times; want once", i, n)
+			break
+		}
+	}
+}
+
+// A client whose connection breaks comes back to another instance with
+// Last-Event-ID, and gets exactly the events after it.
+func TestClusterClientMovedToAnotherInstanceResumes(t *testing.T) {
+	c := startCluster(t, 3, 20*time.Millisecond)
+	// Every reader drops its connection every 25 events and comes back to
+	// the next instance.
+	rs := readersDropping(t, clients(t), 20, 25, func(i, attempt int) string { return c.instances[(i+attempt)%3].URL + "/feed" })
+	waitAll(t, rs[:1], 1, 30*time.Second)
+	waitAll(t, rs, rs[0].last()+150, 60*time.Second)
+	checkAll(t, rs)
+	for i, r := range rs {
+		if n := r.connections(); n < 5 {
+			t.Errorf("reader %d connected only %d times; the test wants it to move", i, n)
+		}
+	}
+}
+
+// The instance that reads the upstream is killed: another takes over
+// within the lease and resumes the upstream from the last stored id. The
+// clients of the other instances see no error, no gap and no repeat; the
+// killed instance's clients come back elsewhere and resume.
+func TestClusterHolderKilledAnotherTakesOver(t *testing.T) {
+	c := startCluster(t, 3, 20*time.Millisecond)
+	cl := clients(t)
+	// The first client is on instance a, which makes a the holder.
+	first := readers(t, cl, 1, func(_, attempt int) string { return c.instances[attempt%3].URL + "/feed" })
+	waitAll(t, first, 1, 30*time.Second)
+	onA := readers(t, cl, 20, func(i, attempt int) string { return c.instances[attempt%3].URL + "/feed" })
+	others := readers(t, cl, 40, func(i, _ int) string { return c.instances[1+i%2].URL + "/feed" })
+	all := append(append(first, onA...), others...)
+	waitAll(t, all, first[0].last()+20, 60*time.Second)
+
+	c.instances[0].Kill(t)
+	killed := time.Now()
+	at := first[0].last()
+	// Surviving instances' clients go on; the events after the kill come
+	// from the upstream request of the instance that took over.
+	waitAll(t, others, at+50, lease+30*time.Second)
+	t.Logf("events flowing again %v after the kill", time.Since(killed).Round(time.Millisecond))
+	waitAll(t, all, at+60, 60*time.Second)
+	checkAll(t, all)
+	for i, r := range others {
+		if n := r.connections(); n != 1 {
+			t.Errorf("reader %d of a surviving instance connected %d times; want once (no error)", i, n)
+		}
+	}
+	if got := c.upstream.requests.Load(); got != 2 {
+		t.Errorf("the upstream was asked %d times; want 2 (the first holder, then the one that took over)", got)
+	}
+}
+
+// A holder that stops (SIGSTOP) for longer than its lease is fenced: the
+// lease goes to another instance, and when the paused one runs again its
+// appends are refused and it stops reading the upstream. No id reaches a
+// client twice.
+func TestClusterPausedHolderIsFenced(t *testing.T) {
+	c := startCluster(t, 3, 20*time.Millisecond)
+	cl := clients(t)
+	first := readers(t, cl, 1, func(_, attempt int) string { return c.instances[0].URL + "/feed" })
+	waitAll(t, first, 1, 30*time.Second)
+	rest := readers(t, cl, 30, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	waitAll(t, rest, first[0].last()+20, 60*time.Second)
+
+	c.instances[0].Pause(t)
+	at := rest[1].last()
+	others := []*reader{}
+	for i, r := range rest {
+		if i%3 != 0 {
+			others = append(others, r)
+		}
+	}
+	waitAll(t, others, at+30, 3*lease+30*time.Second)
+	c.instances[0].Resume(t)
+	// The resumed instance must let go of its upstream request.
+	deadline := time.Now().Add(3*lease + 10*time.Second)
+	for c.upstream.open.Load() > 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := c.upstream.open.Load(); n != 1 {
+		t.Errorf("%d upstream requests open after the paused holder resumed; want 1", n)
+	}
+	all := append(first, rest...)
+	waitAll(t, all, rest[1].last()+30, 60*time.Second)
+	checkAll(t, all)
+}
+
+// Redis goes away: no client's stream is cut — each instance serves its
+// own clients from an upstream request of its own meanwhile — and when
+// Redis comes back empty, the instances rejoin: one upstream request
+// again, and the events keep coming.
+func TestClusterSurvivesRedisRestartedEmpty(t *testing.T) {
+	c := startCluster(t, 3, 20*time.Millisecond)
+	rs := readers(t, clients(t), 30, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	waitAll(t, rs[:1], 1, 30*time.Second)
+	waitAll(t, rs, rs[0].last()+20, 60*time.Second)
+
+	c.redis.Kill()
+	at := 0
+	for _, r := range rs {
+		at = max(at, r.last())
+	}
+	waitAll(t, rs, at+50, 30*time.Second)
+	if n := c.upstream.open.Load(); n < 2 {
+		t.Errorf("%d upstream requests open while Redis is down; want one per instance with clients", n)
+	}
+
+	c.redis.Start()
+	deadline := time.Now().Add(3*lease + 15*time.Second)
+	for c.upstream.open.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := c.upstream.open.Load(); n != 1 {
+		t.Errorf("%d upstream requests open after Redis came back; want 1", n)
+	}
+	for _, r := range rs {
+		at = max(at, r.last())
+	}
+	waitAll(t, rs, at+50, 30*time.Second)
+	for i, r := range rs {
+		if n := r.connections(); n != 1 {
+			t.Errorf("reader %d connected %d times; want once: no stream is cut", i, n)
+		}
+	}
+}
+
+// The admin API lists each instance's shared streams: one holder, the
+// others followers, under one key hash, with their own clients.
+func TestClusterAdminAPIListsTheStreams(t *testing.T) {
+	c := startCluster(t, 3, 20*time.Millisecond)
+	rs := readers(t, clients(t), 6, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	waitAll(t, rs, 5, 30*time.Second)
+	roles := map[string]int{}
+	hashes := map[string]bool{}
+	for _, in := range c.instances {
+		resp, err := http.Get("http://" + in.Admin + "/sse_proxy/streams")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var streams []struct {
+			KeyHash     string `json:"key_hash"`
+			Clients     int    `json:"clients"`
+			Role        string `json:"role"`
+			LeaseHolder string `json:"lease_holder"`
+			LastID      string `json:"last_id"`
+			ReplayDepth int    `json:"replay_depth"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&streams)
+		resp.Body.Close()
+		if err != nil || len(streams) != 1 {
+			t.Fatalf("%s: %v %+v", in.name, err, streams)
+		}
+		s := streams[0]
+		roles[s.Role]++
+		hashes[s.KeyHash] = true
+		if s.Clients != 2 || s.LeaseHolder == "" || s.LastID == "" || s.ReplayDepth == 0 {
+			t.Errorf("%s: %+v; want 2 clients, a lease holder, a last id and a replay depth", in.name, s)
+		}
+	}
+	if roles["holder"] != 1 || roles["follower"] != 2 || len(hashes) != 1 {
+		t.Errorf("roles %v, key hashes %v; want one holder, two followers, one key", roles, hashes)
+	}
+}
