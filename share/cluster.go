@@ -327,10 +327,14 @@ func (l *link) renew(ctx context.Context, token int64, lost context.CancelFunc) 
 
 // goLocal serves the hub's clients without the store while it does not
 // answer (on_store_failure local), and returns true once it answers
-// again. With on_store_failure error the hub closes (its clients end
-// with a retry hint) and it returns false, as when the hub ends.
+// again. With on_store_failure error it returns false, as when the hub
+// ends, and the hub closes: its clients' streams end with a retry hint.
+// Clients still waiting for an answer get an empty stream, so that they
+// end the same way: an error status would make EventSource give up for
+// good.
 func (l *link) goLocal(ctx context.Context) bool {
 	if !l.cl.FailLocal() {
+		l.hub.answer(http.StatusOK, http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache"}}, true)
 		return false
 	}
 	if m := l.hub.cfg.Metrics; m != nil {
