@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"fmt"
 	"net/http"
 	"strings"
@@ -51,6 +52,7 @@ type cluster struct {
 
 func startCluster(t *testing.T, n int, interval time.Duration) *cluster {
 	t.Helper()
+	testcaddy.LeakCheck(t) // first, so that it checks after every other cleanup
 	c := &cluster{redis: redistest.Start(t), upstream: newNumbered(t, interval)}
 	cf := strings.NewReplacer("{UPSTREAM}", c.upstream.Addr(), "{REDIS}", c.redis.Addr(),
 		"{LEASE}", lease.String()).Replace(site)
@@ -318,5 +320,31 @@ func TestClusterAdminAPIListsTheStreams(t *testing.T) {
 	}
 	if roles["holder"] != 1 || roles["follower"] != 2 || len(hashes) != 1 {
 		t.Errorf("roles %v, key hashes %v; want one holder, two followers, one key", roles, hashes)
+	}
+}
+
+// With on_store_failure error, a client of an instance whose Redis does
+// not answer gets an empty stream that ends with a retry hint (EventSource
+// comes back after it), not an error status (EventSource would give up).
+func TestClusterStoreFailureErrorEndsStreamsWithARetryHint(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	redis := redistest.Start(t)
+	up := newNumbered(t, 20*time.Millisecond)
+	cf := strings.NewReplacer("{UPSTREAM}", up.Addr(), "{REDIS}", redis.Addr(),
+		"{LEASE}", lease.String()+"\n\t\t\t\ton_store_failure error").Replace(site)
+	in := startInstance(t, "caddy-a", cf)
+	redis.Kill()
+	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), in.URL+"/feed", http.Header{"Accept": {"text/event-stream"}})
+	if s.Resp.StatusCode != http.StatusOK || !strings.HasPrefix(s.Resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("got %d %q; want 200 text/event-stream", s.Resp.StatusCode, s.Resp.Header.Get("Content-Type"))
+	}
+	if err := s.WaitEnd(t, 30*time.Second); err != io.EOF {
+		t.Fatalf("the stream did not end cleanly: %v", err)
+	}
+	if _, _, retry := testcaddy.ParseEvents(s.Bytes()); retry <= 0 {
+		t.Errorf("the stream ended without a retry hint: %q", s.Bytes())
+	}
+	if n := up.requests.Load(); n != 0 {
+		t.Errorf("the upstream was asked %d times; want none", n)
 	}
 }
