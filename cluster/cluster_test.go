@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -13,63 +12,18 @@ import (
 
 	"github.com/sse-proxy/caddy-sse-proxy/internal/redistest"
 	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
+	"github.com/sse-proxy/caddy-sse-proxy/internal/testcluster"
 )
 
-// lease is the store lease the tests run with: short, so that failovers
-// are quick, and long enough for a busy machine to renew it.
-const lease = 2 * time.Second
+// lease is the store lease the cluster runs with.
+const lease = testcluster.Lease
 
-// site is the Caddyfile site of every instance: a shared stream on Redis
-// in front of the numbered upstream.
-const site = `https://127.0.0.1:{PORT} {
-	tls {CERT} {KEY}
-	handle /health {
-		respond 200
-	}
-	handle {
-		sse_proxy {UPSTREAM} {
-			# Each instance has a port of its own, so the default key
-			# (which covers the Host) would differ; behind one load
-			# balancer, instances see the same Host.
-			share {http.request.uri}
-			store redis {REDIS} {
-				lease {LEASE}
-			}
-			share_linger 1s
-			reconnect 50ms 250ms
-			reconnect_for 1m
-		}
-	}
-}
-`
-
-// cluster is n instances on one Redis in front of one numbered upstream.
-type cluster struct {
-	redis     *redistest.Server
-	upstream  *numbered
-	instances []*instance
-}
-
-func startCluster(t *testing.T, n int, interval time.Duration) *cluster {
+// startCluster is testcluster.Start with a goroutine leak check first, so
+// that it checks after every other cleanup.
+func startCluster(t *testing.T, n int, interval time.Duration) *testcluster.Cluster {
 	t.Helper()
-	testcaddy.LeakCheck(t) // first, so that it checks after every other cleanup
-	c := &cluster{redis: redistest.Start(t), upstream: newNumbered(t, interval)}
-	cf := strings.NewReplacer("{UPSTREAM}", c.upstream.Addr(), "{REDIS}", c.redis.Addr(),
-		"{LEASE}", lease.String()).Replace(site)
-	var wg sync.WaitGroup
-	c.instances = make([]*instance, n)
-	for i := range c.instances {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.instances[i] = startInstance(t, fmt.Sprintf("caddy-%c", 'a'+i), cf)
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	return c
+	testcaddy.LeakCheck(t)
+	return testcluster.Start(t, n, interval)
 }
 
 // readers starts one reader per entry of urls (each follows its function),
@@ -141,14 +95,14 @@ func clients(t *testing.T) func(i int) *http.Client {
 // spread over three instances, half over HTTP/1.1 and half over HTTP/2.
 func TestClusterOpensOneUpstreamRequestFor300Clients(t *testing.T) {
 	c := startCluster(t, 3, 50*time.Millisecond)
-	rs := readers(t, clients(t), 300, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	rs := readers(t, clients(t), 300, func(i, _ int) string { return c.Instances[i%3].URL + "/feed" })
 	waitAll(t, rs[:1], 1, 30*time.Second)
 	target := rs[0].last() + 40
 	waitAll(t, rs, target, 60*time.Second)
-	if got := c.upstream.maxOpen.Load(); got != 1 {
+	if got := c.Upstream.MaxOpen.Load(); got != 1 {
 		t.Errorf("the upstream had %d requests open at once; want 1", got)
 	}
-	if got := c.upstream.requests.Load(); got != 1 {
+	if got := c.Upstream.Requests.Load(); got != 1 {
 		t.Errorf("the upstream was asked %d times; want 1", got)
 	}
 	checkAll(t, rs)
@@ -166,7 +120,7 @@ func TestClusterClientMovedToAnotherInstanceResumes(t *testing.T) {
 	c := startCluster(t, 3, 20*time.Millisecond)
 	// Every reader drops its connection every 25 events and comes back to
 	// the next instance.
-	rs := readersDropping(t, clients(t), 20, 25, func(i, attempt int) string { return c.instances[(i+attempt)%3].URL + "/feed" })
+	rs := readersDropping(t, clients(t), 20, 25, func(i, attempt int) string { return c.Instances[(i+attempt)%3].URL + "/feed" })
 	waitAll(t, rs[:1], 1, 30*time.Second)
 	waitAll(t, rs, rs[0].last()+150, 60*time.Second)
 	checkAll(t, rs)
@@ -185,14 +139,14 @@ func TestClusterHolderKilledAnotherTakesOver(t *testing.T) {
 	c := startCluster(t, 3, 20*time.Millisecond)
 	cl := clients(t)
 	// The first client is on instance a, which makes a the holder.
-	first := readers(t, cl, 1, func(_, attempt int) string { return c.instances[attempt%3].URL + "/feed" })
+	first := readers(t, cl, 1, func(_, attempt int) string { return c.Instances[attempt%3].URL + "/feed" })
 	waitAll(t, first, 1, 30*time.Second)
-	onA := readers(t, cl, 20, func(i, attempt int) string { return c.instances[attempt%3].URL + "/feed" })
-	others := readers(t, cl, 40, func(i, _ int) string { return c.instances[1+i%2].URL + "/feed" })
+	onA := readers(t, cl, 20, func(i, attempt int) string { return c.Instances[attempt%3].URL + "/feed" })
+	others := readers(t, cl, 40, func(i, _ int) string { return c.Instances[1+i%2].URL + "/feed" })
 	all := append(append(first, onA...), others...)
 	waitAll(t, all, first[0].last()+20, 60*time.Second)
 
-	c.instances[0].Kill(t)
+	c.Instances[0].Kill(t)
 	killed := time.Now()
 	at := first[0].last()
 	// Surviving instances' clients go on; the events after the kill come
@@ -206,7 +160,7 @@ func TestClusterHolderKilledAnotherTakesOver(t *testing.T) {
 			t.Errorf("reader %d of a surviving instance connected %d times; want once (no error)", i, n)
 		}
 	}
-	if got := c.upstream.requests.Load(); got != 2 {
+	if got := c.Upstream.Requests.Load(); got != 2 {
 		t.Errorf("the upstream was asked %d times; want 2 (the first holder, then the one that took over)", got)
 	}
 }
@@ -218,12 +172,12 @@ func TestClusterHolderKilledAnotherTakesOver(t *testing.T) {
 func TestClusterPausedHolderIsFenced(t *testing.T) {
 	c := startCluster(t, 3, 20*time.Millisecond)
 	cl := clients(t)
-	first := readers(t, cl, 1, func(_, attempt int) string { return c.instances[0].URL + "/feed" })
+	first := readers(t, cl, 1, func(_, attempt int) string { return c.Instances[0].URL + "/feed" })
 	waitAll(t, first, 1, 30*time.Second)
-	rest := readers(t, cl, 30, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	rest := readers(t, cl, 30, func(i, _ int) string { return c.Instances[i%3].URL + "/feed" })
 	waitAll(t, rest, first[0].last()+20, 60*time.Second)
 
-	c.instances[0].Pause(t)
+	c.Instances[0].Pause(t)
 	at := rest[1].last()
 	others := []*reader{}
 	for i, r := range rest {
@@ -232,13 +186,13 @@ func TestClusterPausedHolderIsFenced(t *testing.T) {
 		}
 	}
 	waitAll(t, others, at+30, 3*lease+30*time.Second)
-	c.instances[0].Resume(t)
+	c.Instances[0].Resume(t)
 	// The resumed instance must let go of its upstream request.
 	deadline := time.Now().Add(3*lease + 10*time.Second)
-	for c.upstream.open.Load() > 1 && time.Now().Before(deadline) {
+	for c.Upstream.Open.Load() > 1 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := c.upstream.open.Load(); n != 1 {
+	if n := c.Upstream.Open.Load(); n != 1 {
 		t.Errorf("%d upstream requests open after the paused holder resumed; want 1", n)
 	}
 	all := append(first, rest...)
@@ -252,26 +206,26 @@ func TestClusterPausedHolderIsFenced(t *testing.T) {
 // again, and the events keep coming.
 func TestClusterSurvivesRedisRestartedEmpty(t *testing.T) {
 	c := startCluster(t, 3, 20*time.Millisecond)
-	rs := readers(t, clients(t), 30, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	rs := readers(t, clients(t), 30, func(i, _ int) string { return c.Instances[i%3].URL + "/feed" })
 	waitAll(t, rs[:1], 1, 30*time.Second)
 	waitAll(t, rs, rs[0].last()+20, 60*time.Second)
 
-	c.redis.Kill()
+	c.Redis.Kill()
 	at := 0
 	for _, r := range rs {
 		at = max(at, r.last())
 	}
 	waitAll(t, rs, at+50, 30*time.Second)
-	if n := c.upstream.open.Load(); n < 2 {
+	if n := c.Upstream.Open.Load(); n < 2 {
 		t.Errorf("%d upstream requests open while Redis is down; want one per instance with clients", n)
 	}
 
-	c.redis.Start()
+	c.Redis.Start()
 	deadline := time.Now().Add(3*lease + 15*time.Second)
-	for c.upstream.open.Load() != 1 && time.Now().Before(deadline) {
+	for c.Upstream.Open.Load() != 1 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := c.upstream.open.Load(); n != 1 {
+	if n := c.Upstream.Open.Load(); n != 1 {
 		t.Errorf("%d upstream requests open after Redis came back; want 1", n)
 	}
 	for _, r := range rs {
@@ -289,11 +243,11 @@ func TestClusterSurvivesRedisRestartedEmpty(t *testing.T) {
 // others followers, under one key hash, with their own clients.
 func TestClusterAdminAPIListsTheStreams(t *testing.T) {
 	c := startCluster(t, 3, 20*time.Millisecond)
-	rs := readers(t, clients(t), 6, func(i, _ int) string { return c.instances[i%3].URL + "/feed" })
+	rs := readers(t, clients(t), 6, func(i, _ int) string { return c.Instances[i%3].URL + "/feed" })
 	waitAll(t, rs, 5, 30*time.Second)
 	roles := map[string]int{}
 	hashes := map[string]bool{}
-	for _, in := range c.instances {
+	for _, in := range c.Instances {
 		resp, err := http.Get("http://" + in.Admin + "/sse_proxy/streams")
 		if err != nil {
 			t.Fatal(err)
@@ -309,13 +263,13 @@ func TestClusterAdminAPIListsTheStreams(t *testing.T) {
 		err = json.NewDecoder(resp.Body).Decode(&streams)
 		resp.Body.Close()
 		if err != nil || len(streams) != 1 {
-			t.Fatalf("%s: %v %+v", in.name, err, streams)
+			t.Fatalf("%s: %v %+v", in.Name, err, streams)
 		}
 		s := streams[0]
 		roles[s.Role]++
 		hashes[s.KeyHash] = true
 		if s.Clients != 2 || s.LeaseHolder == "" || s.LastID == "" || s.ReplayDepth == 0 {
-			t.Errorf("%s: %+v; want 2 clients, a lease holder, a last id and a replay depth", in.name, s)
+			t.Errorf("%s: %+v; want 2 clients, a lease holder, a last id and a replay depth", in.Name, s)
 		}
 	}
 	if roles["holder"] != 1 || roles["follower"] != 2 || len(hashes) != 1 {
@@ -329,10 +283,8 @@ func TestClusterAdminAPIListsTheStreams(t *testing.T) {
 func TestClusterStoreFailureErrorEndsStreamsWithARetryHint(t *testing.T) {
 	testcaddy.LeakCheck(t)
 	redis := redistest.Start(t)
-	up := newNumbered(t, 20*time.Millisecond)
-	cf := strings.NewReplacer("{UPSTREAM}", up.Addr(), "{REDIS}", redis.Addr(),
-		"{LEASE}", lease.String()+"\n\t\t\t\ton_store_failure error").Replace(site)
-	in := startInstance(t, "caddy-a", cf)
+	up := testcluster.NewNumbered(t, 20*time.Millisecond)
+	in := testcluster.StartInstance(t, "caddy-a", testcluster.Site(up.Addr(), redis.Addr(), lease.String()+"\non_store_failure error"))
 	redis.Kill()
 	s := testcaddy.Open(t, testcaddy.Client(t, testcaddy.H2), in.URL+"/feed", http.Header{"Accept": {"text/event-stream"}})
 	if s.Resp.StatusCode != http.StatusOK || !strings.HasPrefix(s.Resp.Header.Get("Content-Type"), "text/event-stream") {
@@ -344,7 +296,7 @@ func TestClusterStoreFailureErrorEndsStreamsWithARetryHint(t *testing.T) {
 	if _, _, retry := testcaddy.ParseEvents(s.Bytes()); retry <= 0 {
 		t.Errorf("the stream ended without a retry hint: %q", s.Bytes())
 	}
-	if n := up.requests.Load(); n != 0 {
+	if n := up.Requests.Load(); n != 0 {
 		t.Errorf("the upstream was asked %d times; want none", n)
 	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package testcluster
 
 import (
 	"crypto/tls"
@@ -17,16 +17,25 @@ import (
 	"github.com/sse-proxy/caddy-sse-proxy/internal/testcaddy"
 )
 
+// caddyBuild is the caddy binary of this test binary, built once.
 var caddyBuild struct {
 	once sync.Once
 	path string
 	err  error
 }
 
-// buildCaddy builds cmd/caddy once per test binary, with the race detector
-// when this binary has it.
-func buildCaddy(t *testing.T) string {
+// BuildCaddy builds cmd/caddy once per test binary, with the race detector
+// when this binary has it, and returns the binary's path.
+func BuildCaddy(t testing.TB) string {
 	t.Helper()
+	path, err := buildCaddy(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func buildCaddy(t testing.TB) (string, error) {
 	caddyBuild.once.Do(func() {
 		goCmd, err := exec.LookPath("go")
 		if err != nil {
@@ -52,18 +61,17 @@ func buildCaddy(t *testing.T) string {
 		t.Logf("built caddy in %v", time.Since(start).Round(time.Millisecond))
 		caddyBuild.path = path
 	})
-	if caddyBuild.err != nil {
-		t.Fatal(caddyBuild.err)
-	}
-	return caddyBuild.path
+	return caddyBuild.path, caddyBuild.err
 }
 
-// instance is one Caddy of the cluster, run as its own process.
-type instance struct {
-	name string
-	// URL is the stream's https URL on this instance.
+// Instance is one Caddy of a cluster, run as its own process.
+type Instance struct {
+	// Name names the instance in messages (caddy-a, ...).
+	Name string
+	// URL is the instance's https origin, such as https://127.0.0.1:4321;
+	// its stream is at any path but /health, such as URL + "/feed".
 	URL string
-	// Admin is the admin API's address.
+	// Admin is the admin API's address (host:port, plain HTTP).
 	Admin string
 
 	cmd    *exec.Cmd
@@ -90,12 +98,25 @@ const globalOptions = `{
 }
 `
 
-// startInstance runs caddy with site (a site block in which {PORT}, {CERT}
-// and {KEY} are replaced) until the test ends. It is stopped with an
-// interrupt and must then exit cleanly, unless the test killed it.
-func startInstance(t *testing.T, name, site string) *instance {
+// StartInstance runs caddy with site (a site block in which {PORT}, {CERT}
+// and {KEY} are replaced; see Site) until the test ends, and waits until it
+// answers. At the end of the test it is stopped with an interrupt and must
+// then exit cleanly, unless the test killed it.
+func StartInstance(t testing.TB, name, site string) *Instance {
 	t.Helper()
-	bin := buildCaddy(t)
+	in, err := startInstance(t, name, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// startInstance is StartInstance for any goroutine: it returns its error.
+func startInstance(t testing.TB, name, site string) (*Instance, error) {
+	bin, err := buildCaddy(t)
+	if err != nil {
+		return nil, err
+	}
 	dir := t.TempDir()
 	cert, key := testcaddy.Cert(t)
 	port := testcaddy.FreePort(t)
@@ -104,34 +125,36 @@ func startInstance(t *testing.T, name, site string) *instance {
 		"{PORT}", fmt.Sprint(port), "{CERT}", cert, "{KEY}", key).Replace(globalOptions + site)
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cf), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	in := &instance{name: name, URL: fmt.Sprintf("https://127.0.0.1:%d", port), Admin: admin,
+	in := &Instance{Name: name, URL: fmt.Sprintf("https://127.0.0.1:%d", port), Admin: admin,
 		out: &tail{max: 32 << 10}, exited: make(chan struct{})}
 	in.cmd = exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
 	in.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	in.cmd.Stdout, in.cmd.Stderr = in.out, in.out
 	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
+	// Owned by the instance: it ends when the process does, which stop
+	// (a cleanup of the test) makes sure of.
 	go func() {
 		in.err = in.cmd.Wait()
 		close(in.exited)
 	}()
 	t.Cleanup(func() { in.stop(t) })
 	if err := in.waitUp(); err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, in.out)
+		return nil, fmt.Errorf("%s: %v\n%s", name, err, in.out)
 	}
-	return in
+	return in, nil
 }
 
 // stop interrupts the instance, as an operator stops it, and reports an
 // unclean exit (a data race exits 66). A killed instance is only reaped.
-func (in *instance) stop(t *testing.T) {
+func (in *Instance) stop(t testing.TB) {
 	select {
 	case <-in.exited:
 		if in.err != nil && !in.killed() {
-			t.Errorf("%s exited with %v:\n%s", in.name, in.err, in.out)
+			t.Errorf("%s exited with %v:\n%s", in.Name, in.err, in.out)
 		}
 		return
 	default:
@@ -141,18 +164,19 @@ func (in *instance) stop(t *testing.T) {
 	select {
 	case <-in.exited:
 		if in.err != nil {
-			t.Errorf("%s exited with %v after an interrupt:\n%s", in.name, in.err, in.out)
+			t.Errorf("%s exited with %v after an interrupt:\n%s", in.Name, in.err, in.out)
 		} else if t.Failed() {
-			t.Logf("%s output:\n%s", in.name, in.out)
+			t.Logf("%s output:\n%s", in.Name, in.out)
 		}
 	case <-time.After(20 * time.Second):
 		_ = in.cmd.Process.Kill()
 		<-in.exited
-		t.Errorf("%s still running 20 s after an interrupt; killed it:\n%s", in.name, in.out)
+		t.Errorf("%s still running 20 s after an interrupt; killed it:\n%s", in.Name, in.out)
 	}
 }
 
-func (in *instance) killed() bool {
+// killed reports whether the process ended by SIGKILL.
+func (in *Instance) killed() bool {
 	var ee *exec.ExitError
 	if errors.As(in.err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
@@ -163,7 +187,8 @@ func (in *instance) killed() bool {
 }
 
 // Kill ends the instance at once (SIGKILL): nothing of it says goodbye.
-func (in *instance) Kill(t *testing.T) {
+// It returns once the process is gone (its port refuses connections).
+func (in *Instance) Kill(t testing.TB) {
 	t.Helper()
 	if err := in.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -172,7 +197,7 @@ func (in *instance) Kill(t *testing.T) {
 }
 
 // Pause stops the instance's process (SIGSTOP) until Resume.
-func (in *instance) Pause(t *testing.T) {
+func (in *Instance) Pause(t testing.TB) {
 	t.Helper()
 	if err := in.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -180,15 +205,18 @@ func (in *instance) Pause(t *testing.T) {
 }
 
 // Resume lets a paused instance run again (SIGCONT).
-func (in *instance) Resume(t *testing.T) {
+func (in *Instance) Resume(t testing.TB) {
 	t.Helper()
 	if err := in.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// Output is the last 32 KiB the process wrote to stdout and stderr.
+func (in *Instance) Output() string { return in.out.String() }
+
 // waitUp polls the admin endpoint until the instance has loaded its config.
-func (in *instance) waitUp() error {
+func (in *Instance) waitUp() error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(90 * time.Second)
 	var last error
@@ -224,7 +252,7 @@ func (in *instance) waitUp() error {
 
 // tail keeps the last max bytes written to it.
 type tail struct {
-	mu  sync.Mutex
+	mu  sync.Mutex // guards b; held for a copy only, no I/O; a leaf lock
 	max int
 	b   []byte
 }

@@ -1,4 +1,4 @@
-package cluster
+package testcluster
 
 import (
 	"fmt"
@@ -11,30 +11,36 @@ import (
 	"time"
 )
 
-// numbered is an upstream with a history, as a real feed has: it makes
-// event n every interval (ids 1, 2, 3, ...). A request without
-// Last-Event-ID gets the events from the current one on; with
+// Numbered is an upstream with a history, as a real feed has: it makes
+// event n every interval (ids 1, 2, 3, ...; data "event n"). A request
+// without Last-Event-ID gets the events from the current one on; with
 // Last-Event-ID k it gets k+1 and the rest of the history at once, then
 // live events: it honours Last-Event-ID, so a proxy that resumes it loses
 // and repeats nothing.
-type numbered struct {
+type Numbered struct {
 	srv *httptest.Server
 
-	requests atomic.Int64 // every stream request
-	open     atomic.Int64 // stream requests being answered now
-	maxOpen  atomic.Int64 // the most open at once
+	// Requests counts every stream request.
+	Requests atomic.Int64
+	// Open is the number of stream requests being answered now.
+	Open atomic.Int64
+	// MaxOpen is the most stream requests answered at once.
+	MaxOpen atomic.Int64
 
-	mu      sync.Mutex
+	mu      sync.Mutex    // guards n and changed; never held across I/O; a leaf lock
 	n       int           // the newest event made
 	changed chan struct{} // closed and replaced when n grows
 	stop    chan struct{}
 	done    chan struct{}
 }
 
-func newNumbered(t *testing.T, interval time.Duration) *numbered {
-	u := &numbered{changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+// NewNumbered starts a numbered upstream (plain HTTP/1.1) that makes an
+// event every interval, until the test ends. Start it before the instances
+// in front of it, so that it stops after they do.
+func NewNumbered(t testing.TB, interval time.Duration) *Numbered {
+	u := &Numbered{changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
-	go u.tick(interval)
+	go u.tick(interval) // owned by u: ends when the cleanup closes stop
 	t.Cleanup(func() {
 		close(u.stop)
 		<-u.done
@@ -45,9 +51,16 @@ func newNumbered(t *testing.T, interval time.Duration) *numbered {
 }
 
 // Addr is host:port for a Caddyfile.
-func (u *numbered) Addr() string { return u.srv.Listener.Addr().String() }
+func (u *Numbered) Addr() string { return u.srv.Listener.Addr().String() }
 
-func (u *numbered) tick(interval time.Duration) {
+// Newest is the id of the newest event made, 0 before the first.
+func (u *Numbered) Newest() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.n
+}
+
+func (u *Numbered) tick(interval time.Duration) {
 	defer close(u.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -65,13 +78,13 @@ func (u *numbered) tick(interval time.Duration) {
 	}
 }
 
-func (u *numbered) serve(w http.ResponseWriter, r *http.Request) {
-	u.requests.Add(1)
-	now := u.open.Add(1)
-	defer u.open.Add(-1)
+func (u *Numbered) serve(w http.ResponseWriter, r *http.Request) {
+	u.Requests.Add(1)
+	now := u.Open.Add(1)
+	defer u.Open.Add(-1)
 	for {
-		m := u.maxOpen.Load()
-		if now <= m || u.maxOpen.CompareAndSwap(m, now) {
+		m := u.MaxOpen.Load()
+		if now <= m || u.MaxOpen.CompareAndSwap(m, now) {
 			break
 		}
 	}
