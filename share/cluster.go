@@ -189,6 +189,9 @@ func (l *link) run() {
 		if stop == nil {
 			s, err := l.follow(ctx)
 			if err != nil {
+				if ctx.Err() != nil {
+					return // the hub ended: its call was cancelled
+				}
 				l.storeError("reading the stream's position", err)
 				if !l.goLocal(ctx) {
 					return
@@ -201,6 +204,8 @@ func (l *link) run() {
 		token, won, err := l.st.Acquire(c)
 		cancel()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return // the hub ended: its call was cancelled
 		case err != nil:
 			l.storeError("taking the lease", err)
 			if !l.goLocal(ctx) {
@@ -266,6 +271,11 @@ func (l *link) lead(ctx context.Context, token int64) (over bool) {
 	cancel()
 	if err != nil {
 		l.storeError("reading the last id", err)
+		// Give the lease back: kept unread, nobody would read the
+		// upstream until it runs out.
+		c, cancel = context.WithTimeout(context.WithoutCancel(ctx), lease)
+		_ = l.st.Release(c, token)
+		cancel()
 		return false
 	}
 	if lastID == "" {

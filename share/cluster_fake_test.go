@@ -61,6 +61,11 @@ type fakeStream struct {
 	changed  chan struct{} // closed and replaced on each change
 	follows  int           // running Follows
 	acquires int
+	// heldLastFails fails that many Last calls made while "me" holds the
+	// lease.
+	heldLastFails int
+	// acquireWaits makes Acquire wait for its context's end.
+	acquireWaits bool
 }
 
 func (s *fakeStream) changedLocked() {
@@ -88,10 +93,16 @@ func (s *fakeStream) add(es ...Entry) {
 	})
 }
 
-func (s *fakeStream) Acquire(context.Context) (int64, bool, error) {
+func (s *fakeStream) Acquire(ctx context.Context) (int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.acquires++
+	if s.acquireWaits {
+		s.mu.Unlock()
+		<-ctx.Done()
+		s.mu.Lock()
+		return 0, false, ctx.Err()
+	}
 	if s.down {
 		return 0, false, errFakeDown
 	}
@@ -185,6 +196,10 @@ func (s *fakeStream) Last(context.Context) (string, uint64, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
+		return "", 0, "", errFakeDown
+	}
+	if s.holder == "me" && s.heldLastFails > 0 {
+		s.heldLastFails--
 		return "", 0, "", errFakeDown
 	}
 	return s.epoch, uint64(len(s.entries)), s.lastID, nil
