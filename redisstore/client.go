@@ -143,7 +143,7 @@ func (c *Client) fail(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	err = scrub(err, c.cfg.Password) // logged too, not only returned
+	err = scrub(err, c.cfg.Password)      // logged too, not only returned
 	if errors.Is(err, context.Canceled) { // the caller gave up: not the store's failure
 		return fmt.Errorf("redis store: %s: %w", op, err)
 	}
