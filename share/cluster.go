@@ -58,7 +58,9 @@ type link struct {
 	// deliverMu serializes the link's calls of the hub's deliver (a
 	// Store's rule: never two at once): Follow's callback and, in local
 	// mode, the upstream goroutine's Append. Held while queueing, never
-	// across network I/O; taken before Hub.mu.
+	// across network I/O; taken before Hub.mu, and after the store's own
+	// lock: Follow's callbacks run under it (redisstore's follower.mu), so
+	// no store call is made with deliverMu, registryMu or Hub.mu held.
 	deliverMu sync.Mutex
 
 	// mu guards the fields below; never held across network I/O. Lock
