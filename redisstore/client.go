@@ -143,12 +143,13 @@ func (c *Client) fail(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	err = scrub(err, c.cfg.Password)      // logged too, not only returned
 	if errors.Is(err, context.Canceled) { // the caller gave up: not the store's failure
-		return fmt.Errorf("redis store: %s: %w", op, scrub(err, c.cfg.Password))
+		return fmt.Errorf("redis store: %s: %w", op, err)
 	}
 	metrics.errors.Inc()
 	c.errLog.log(c.logger, zap.WarnLevel, "redis store: command failed", zap.String("op", op), zap.Error(err))
-	return fmt.Errorf("redis store: %s: %w", op, scrub(err, c.cfg.Password))
+	return fmt.Errorf("redis store: %s: %w", op, err)
 }
 
 // scrub replaces the password in err's text, should a server or dialer

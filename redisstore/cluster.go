@@ -55,8 +55,17 @@ func (s stream) Holder(ctx context.Context) (string, error) {
 	return name, err
 }
 
+// Append stores an event that does not carry an id (Own false) without
+// the id it inherits: to the store, ID is the event's own id. Stored with
+// it, the event would be skipped as a replay of the last one, and Since
+// would resume after it rather than after the event that set the id. The
+// share package gives such an event the inherited id back on delivery.
 func (s stream) Append(ctx context.Context, token int64, e share.Entry) error {
-	_, err := s.s.Append(ctx, token, Entry{ID: e.ID, Own: e.Own, Data: e.Data})
+	id := e.ID
+	if !e.Own {
+		id = ""
+	}
+	_, err := s.s.Append(ctx, token, Entry{ID: id, Own: e.Own, Data: e.Data})
 	return shareError(err)
 }
 

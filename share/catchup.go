@@ -16,19 +16,13 @@ type position struct {
 
 // catchUp is a cluster hub's client that resumes from an id its process
 // does not hold: the events after the id come from the store (see
-// Hub.catchUp), those up to upTo, the store's place of the newest event
-// the hub delivered when the client joined; its queue holds what came
-// after.
+// Hub.catchUp); meanwhile its queue gets the live ones.
 type catchUp struct {
-	id   string
-	upTo position
-	// known is false until the hub follows the store; upTo is then set
-	// when it starts to (see follows).
-	known bool
+	id string
 }
 
-// follows records where in the store a cluster hub starts to follow it:
-// the clients that joined before learn where their catch-up ends.
+// follows records where in the store a cluster hub starts to follow it
+// (see catchUp).
 func (h *Hub) follows(p position) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -36,32 +30,20 @@ func (h *Hub) follows(p position) {
 		return // a follow again, after the store was unreachable
 	}
 	h.pos, h.positioned = p, true
-	for s := range h.subs {
-		s.mu.Lock()
-		if c := s.catchUp; c != nil && !c.known {
-			c.upTo, c.known = p, true
-		}
-		s.mu.Unlock()
-	}
 	close(h.followed)
 }
 
 // startCatchUp notes that s (joining now, under h.mu) resumes from id,
 // which the hub's history does not hold, so the store must be asked.
 func (h *Hub) startCatchUp(s *Sub, id string) {
-	c := &catchUp{id: id}
-	if h.positioned {
-		c.upTo, c.known = h.pos, true
-	}
-	s.catchUp = c
+	s.catchUp = &catchUp{id: id}
 }
 
 // catchUp gives s the events after its Last-Event-ID from the cluster
-// store, up to where its queue starts, before its drainer starts. The
-// client joins live when the store does not hold the id (unknown,
-// trimmed, or from before the store lost its data), or does not answer.
-// It runs on the client's goroutine, with no lock held (it asks the
-// store), and waits at most a lease.
+// store, before its drainer starts. The client joins live when the store
+// does not hold the id (unknown, trimmed, or from before the store lost
+// its data), or does not answer. It runs on the client's goroutine, with
+// no lock held (it asks the store), and waits at most a lease.
 func (h *Hub) catchUp(s *Sub) {
 	lease := h.link.cl.Lease()
 	ctx, cancel := context.WithTimeout(h.ctx, lease)
@@ -71,12 +53,14 @@ func (h *Hub) catchUp(s *Sub) {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
-	c := *s.catchUp
+	id := s.catchUp.id
 	s.mu.Unlock()
 	var events []buffer.Event
 	ok := false
-	if c.known {
-		events, ok = h.storedAfter(ctx, c.id, c.upTo)
+	select {
+	case <-h.followed:
+		events, ok = h.storedAfter(ctx, s, id)
+	default:
 	}
 	if m := h.cfg.Metrics; m != nil {
 		if ok {
@@ -95,29 +79,63 @@ func (h *Hub) catchUp(s *Sub) {
 	}
 }
 
-// storedAfter reads the events after id up to upTo from the store.
-func (h *Hub) storedAfter(ctx context.Context, id string, upTo position) ([]buffer.Event, bool) {
+// lagWait bounds how long a catch-up waits for a hub that has not yet
+// delivered the client's id (its follower is a little behind the store).
+const lagWait = time.Second
+
+// storedAfter reads the events after id from the store, up to the hub's
+// position p at one moment, and empties s's queue at that moment: what
+// the hub queued for s before it are events up to p, which s gets from
+// the store instead, in their place, and what it queues after it follows
+// them. A hub that has not delivered id yet is waited for (at most
+// lagWait): its queue would repeat events the client has.
+func (h *Hub) storedAfter(ctx context.Context, s *Sub, id string) ([]buffer.Event, bool) {
 	entries, epoch, next, ok, err := h.link.st.Since(ctx, id)
 	if err != nil {
 		h.link.storeError("reading the events to replay", err)
 		return nil, false
 	}
-	if !ok || epoch != upTo.epoch {
+	if !ok {
 		return nil, false
 	}
-	if next < upTo.offset {
-		// Events the hub delivered after the store was read.
-		more, err := h.link.st.Range(ctx, epoch, next, int(upTo.offset-next))
-		if err != nil {
-			h.link.storeError("reading the events to replay", err)
-			return nil, false
+	found := next - uint64(len(entries)) // id's entry: those after it follow without a gap
+	lag, cancel := context.WithTimeout(ctx, lagWait)
+	defer cancel()
+	var p position
+	for {
+		h.mu.Lock()
+		p = h.pos
+		if p.epoch == epoch && p.offset >= found && p.offset <= next {
+			s.mu.Lock()
+			s.queue = s.queue[:0]
+			s.mu.Unlock()
+			h.mu.Unlock()
+			break
 		}
-		entries = append(entries, more...)
+		h.mu.Unlock()
+		if p.epoch == epoch && p.offset > next {
+			// Events the hub delivered after the store was read.
+			more, err := h.link.st.Range(ctx, epoch, next, int(p.offset-next))
+			if err != nil {
+				h.link.storeError("reading the events to replay", err)
+				return nil, false
+			}
+			if len(more) == 0 {
+				return nil, false
+			}
+			entries, next = append(entries, more...), more[len(more)-1].Offset
+			continue
+		}
+		select {
+		case <-lag.Done():
+			return nil, false
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	now := time.Now()
 	events := make([]buffer.Event, 0, len(entries))
 	for _, e := range entries {
-		if e.Epoch != upTo.epoch || e.Offset > upTo.offset {
+		if e.Offset > p.offset {
 			break // the queue has it
 		}
 		events = append(events, buffer.Event{Data: e.Data, ID: e.ID, OwnID: e.Own, At: now})

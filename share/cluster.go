@@ -58,7 +58,9 @@ type link struct {
 	// deliverMu serializes the link's calls of the hub's deliver (a
 	// Store's rule: never two at once): Follow's callback and, in local
 	// mode, the upstream goroutine's Append. Held while queueing, never
-	// across network I/O; taken before Hub.mu.
+	// across network I/O; taken before Hub.mu, and after the store's own
+	// lock: Follow's callbacks run under it (redisstore's follower.mu), so
+	// no store call is made with deliverMu, registryMu or Hub.mu held.
 	deliverMu sync.Mutex
 
 	// mu guards the fields below; never held across network I/O. Lock
@@ -189,6 +191,9 @@ func (l *link) run() {
 		if stop == nil {
 			s, err := l.follow(ctx)
 			if err != nil {
+				if ctx.Err() != nil {
+					return // the hub ended: its call was cancelled
+				}
 				l.storeError("reading the stream's position", err)
 				if !l.goLocal(ctx) {
 					return
@@ -201,6 +206,8 @@ func (l *link) run() {
 		token, won, err := l.st.Acquire(c)
 		cancel()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return // the hub ended: its call was cancelled
 		case err != nil:
 			l.storeError("taking the lease", err)
 			if !l.goLocal(ctx) {
@@ -266,6 +273,11 @@ func (l *link) lead(ctx context.Context, token int64) (over bool) {
 	cancel()
 	if err != nil {
 		l.storeError("reading the last id", err)
+		// Give the lease back: kept unread, nobody would read the
+		// upstream until it runs out.
+		c, cancel = context.WithTimeout(context.WithoutCancel(ctx), lease)
+		_ = l.st.Release(c, token)
+		cancel()
 		return false
 	}
 	if lastID == "" {

@@ -23,10 +23,15 @@ func (h *Hub) deliver(ev buffer.Event) {
 }
 
 // deliverEntry is deliver for an event of a cluster store, which also
-// records the event's place in the store (see catchUp).
+// records the event's place in the store (see catchUp). An event that
+// does not carry an id keeps the last one, as a browser does (a store
+// need not keep the id such an event inherits).
 func (h *Hub) deliverEntry(e Entry) {
 	ev := buffer.Event{Data: e.Data, ID: e.ID, OwnID: e.Own, At: time.Now()}
 	h.mu.Lock()
+	if !e.Own {
+		ev.ID = h.lastID
+	}
 	h.history.Add(ev, ev.At)
 	h.lastID = ev.ID
 	h.pos = position{epoch: e.Epoch, offset: e.Offset}

@@ -30,7 +30,7 @@ type Cluster interface {
 type Entry struct {
 	Epoch  string
 	Offset uint64
-	ID     string // the upstream's id, "" for none
+	ID     string // the upstream's id, "" for none; when !Own, the one inherited (a store may drop it)
 	Own    bool   // the event carried the id itself
 	Data   []byte // the event's bytes, as clients get them
 }
