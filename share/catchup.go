@@ -27,7 +27,7 @@ func (h *Hub) follows(p position) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.positioned {
-		return // a follow again, after the store was unreachable
+		return // link.run follows once; this keeps followed from closing twice
 	}
 	h.pos, h.positioned = p, true
 	close(h.followed)

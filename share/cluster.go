@@ -278,6 +278,13 @@ func (l *link) lead(ctx context.Context, token int64) (over bool) {
 		c, cancel = context.WithTimeout(context.WithoutCancel(ctx), lease)
 		_ = l.st.Release(c, token)
 		cancel()
+		// And wait before competing again, as a follower would: a store
+		// that answers one command and not the next is not asked in a
+		// busy loop.
+		select {
+		case <-time.After(min(lease/4, time.Second)):
+		case <-ctx.Done():
+		}
 		return false
 	}
 	if lastID == "" {
