@@ -6,14 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // With -redis, the client samples a redis-server around the window, as it
-// samples -pid processes: its CPU from /proc/PID/stat (the PID from INFO,
-// so Redis must run on this machine) and its commands from INFO
+// samples -pid processes: its CPU from /proc/PID/task/*/schedstat, in
+// nanoseconds, since Redis uses little CPU per event and clock ticks (10 ms)
+// would round it away (the PID from INFO, so Redis must run on this
+// machine), and its commands from INFO
 // commandstats. Commands a Lua script runs are counted there too, each
 // under its own name, as well as the EVALSHA that ran them; the INFO calls
 // of the sampler itself are left out. No AUTH: point it at a benchmark's
@@ -23,7 +27,7 @@ import (
 type redisSample struct {
 	At       time.Time
 	PID      int
-	CPUTicks uint64
+	CPUNanos uint64            // time on a CPU, all threads
 	Calls    map[string]uint64 // INFO commandstats: calls per command, lower case ("xadd", "evalsha", "client|setname")
 	Total    uint64            // INFO stats: total_commands_processed
 }
@@ -79,7 +83,7 @@ func (r *redisSampler) report(events uint64) *RedisReport {
 		r.err = fmt.Errorf("redis-server restarted inside the window (pid %d, then %d)", a.PID, b.PID)
 		return nil
 	}
-	rep.CPUSeconds = float64(b.CPUTicks-a.CPUTicks) / float64(clockTicks)
+	rep.CPUSeconds = float64(b.CPUNanos-a.CPUNanos) / 1e9
 	for cmd, n := range b.Calls {
 		d := n - a.Calls[cmd]
 		if d == 0 || cmd == "info" {
@@ -115,13 +119,37 @@ func readRedisSample(addr string) (redisSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("redis %s: %w", addr, err)
 	}
-	ps, err := readProcSample(s.PID)
-	if err != nil {
+	if s.CPUNanos, err = readRunNanos(s.PID); err != nil {
 		return s, fmt.Errorf("redis %s runs as pid %d, which this machine cannot read: %w", addr, s.PID, err)
 	}
-	s.CPUTicks = ps.CPUTicks
 	s.At = time.Now()
 	return s, nil
+}
+
+// readRunNanos sums the time on a CPU (the first field of schedstat) of
+// every thread of process pid.
+func readRunNanos(pid int) (uint64, error) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil {
+		return 0, err
+	}
+	if len(files) == 0 {
+		return 0, fmt.Errorf("no /proc/%d/task/*/schedstat", pid)
+	}
+	var sum uint64
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that just ended
+		}
+		first, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+		n, err := strconv.ParseUint(first, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f, err)
+		}
+		sum += n
+	}
+	return sum, nil
 }
 
 // redisInfo sends INFO all and returns the bulk string answer.

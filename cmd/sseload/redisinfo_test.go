@@ -60,7 +60,7 @@ func TestRedisSamplerCountsScriptCommands(t *testing.T) {
 	if rep == nil || rep.Appends != 3 || rep.ByCommand["eval"] != 3 || rep.ByCommand["publish"] != 3 || rep.Commands != 9 {
 		t.Fatalf("%+v", rep)
 	}
-	if rep.CommandsPerAppend != 3 || rep.PID <= 0 || rep.PID == os.Getpid() {
+	if rep.CommandsPerAppend != 3 || rep.PID <= 0 || rep.PID == os.Getpid() || rep.CPUSeconds <= 0 {
 		t.Fatalf("%+v", rep)
 	}
 }

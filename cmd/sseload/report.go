@@ -81,6 +81,7 @@ type ProcReport struct {
 	URLIndex          *int    `json:"url_index,omitempty"` // the -url (from 0) whose streams' events and count CPU and memory are divided by; absent: all
 	ConnectCPUSeconds float64 `json:"connect_cpu_seconds"` // from before opening to the window start
 	CPUSeconds        float64 `json:"cpu_seconds"`         // inside the window
+	Events            uint64  `json:"events"`              // received inside the window, of the streams it serves
 	CPUPer1kEvents    float64 `json:"cpu_seconds_per_1k_events"`
 	CPUPercent        float64 `json:"cpu_percent"` // of one core, inside the window
 	RSSBaseKiB        uint64  `json:"rss_base_kib"`
@@ -167,6 +168,7 @@ func newProcReport(pid int, base, start, end ProcSample, events uint64, streams 
 		PID:               pid,
 		ConnectCPUSeconds: start.CPUSeconds() - base.CPUSeconds(),
 		CPUSeconds:        end.CPUSeconds() - start.CPUSeconds(),
+		Events:            events,
 		RSSBaseKiB:        base.RSSKiB,
 		RSSEndKiB:         end.RSSKiB,
 		PSSBaseKiB:        base.PSSKiB,
