@@ -49,6 +49,7 @@ func TestClusterBudgets(t *testing.T) {
 		for range clusterInstances {
 			r.Report.Processes = append(r.Report.Processes, &procReport{CPUSeconds: 1, Events: 100})
 		}
+		r.Report.Redis = &redisReport{CPUSeconds: 0.005} // idle
 		if subj == "cluster_redis" {
 			r.Report.Redis = &redisReport{CPUSeconds: 0.01, Appends: 20, Commands: commands, ByCommand: map[string]uint64{"xadd": 20}}
 		}
@@ -67,8 +68,9 @@ func TestClusterBudgets(t *testing.T) {
 		}
 	}
 	c := clusterCostOf(res.run("cluster-h1", "cluster_redis"))
-	if c.perInstance[0] != 10 || c.commandsPerEv != 10 || c.redisUsPerEv != 500 {
-		t.Errorf("%+v", c)
+	idle := clusterCostOf(res.run("cluster-h1", "cluster_local"))
+	if c.perInstance[0] != 10 || c.commandsPerEv != 10 || c.redisUsPerEvent(nil) != 500 || c.redisUsPerEvent(&idle) != 250 {
+		t.Errorf("%+v, %v µs per event net of idle", c, c.redisUsPerEvent(&idle))
 	}
 	md := res.clusterMarkdown()
 	if !strings.Contains(md, "| 3 instances, share + store redis | 300 / 300 | 1.50 ms |") || !strings.Contains(md, "**FAIL**") {

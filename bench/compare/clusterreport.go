@@ -19,7 +19,9 @@ type clusterCost struct {
 
 	redis          bool
 	redisPercent   float64 // % of one core (median over rounds)
-	redisUsPerEv   float64 // Redis CPU µs per event appended
+	redisCPU       float64 // CPU seconds inside the windows, summed
+	window         float64 // seconds of the windows, summed
+	appends        uint64
 	commandsPerEv  float64 // Redis commands per event appended, all instances together
 	appendsPerSec  float64
 	commandsPerSec float64
@@ -32,8 +34,7 @@ func clusterCostOf(r *runResult) clusterCost {
 	cpu := make([]float64, clusterInstances)
 	events := make([]uint64, clusterInstances)
 	var pct, pss, rpct []float64
-	var rcpu, window float64
-	var appends, commands uint64
+	var commands uint64
 	byName := map[string]uint64{}
 	for _, u := range r.usedRuns {
 		rep := &u.Report
@@ -49,10 +50,10 @@ func clusterCostOf(r *runResult) clusterCost {
 		if rd := rep.Redis; rd != nil {
 			c.redis = true
 			rpct = append(rpct, rd.CPUPercent)
-			rcpu += rd.CPUSeconds
-			appends += rd.Appends
+			c.redisCPU += rd.CPUSeconds
+			c.appends += rd.Appends
 			commands += rd.Commands
-			window += rep.WindowSeconds
+			c.window += rep.WindowSeconds
 			for n, v := range rd.ByCommand {
 				byName[n] += v
 			}
@@ -70,20 +71,33 @@ func clusterCostOf(r *runResult) clusterCost {
 	}
 	if c.redis {
 		c.redisPercent = median(rpct)
-		if window > 0 {
-			c.appendsPerSec = float64(appends) / window
-			c.commandsPerSec = float64(commands) / window
+		if c.window > 0 {
+			c.appendsPerSec = float64(c.appends) / c.window
+			c.commandsPerSec = float64(commands) / c.window
 		}
 		c.commandsByName = map[string]float64{}
-		if appends > 0 {
-			c.redisUsPerEv = rcpu / float64(appends) * 1e6
-			c.commandsPerEv = float64(commands) / float64(appends)
+		if c.appends > 0 {
+			c.commandsPerEv = float64(commands) / float64(c.appends)
 			for n, v := range byName {
-				c.commandsByName[n] = float64(v) / float64(appends)
+				c.commandsByName[n] = float64(v) / float64(c.appends)
 			}
 		}
 	}
 	return c
+}
+
+// redisUsPerEvent is Redis's CPU per event appended, in µs, net of what
+// an idle Redis spent in the same time (idle: the in-process subject's
+// unused Redis); 0 without appends.
+func (c clusterCost) redisUsPerEvent(idle *clusterCost) float64 {
+	if c.appends == 0 {
+		return 0
+	}
+	cpu := c.redisCPU
+	if idle != nil && idle.window > 0 {
+		cpu -= idle.redisCPU / idle.window * c.window
+	}
+	return cpu / float64(c.appends) * 1e6
 }
 
 // evaluateCluster checks the cluster budgets: added p50 over in-process
@@ -173,9 +187,14 @@ func (res *results) clusterMarkdown() string {
 func (res *results) clusterTable(b *strings.Builder, sc scenario) {
 	res.header(b, sc, fmt.Sprintf("%d instances × %d clients, one broadcast of %g events/s (%.0f events/s delivered), 256 B",
 		sc.instances, sc.n/max(1, sc.instances), sc.rate, sc.rate*float64(sc.n)))
-	b.WriteString("| subject | delivered / expected | p50 | p99 | p99 range over rounds | added p50 | added p99 | CPU s per 1k events, per instance | instances' CPU (% of a core, together) | PSS Δ per client | Redis CPU (% of a core) | Redis CPU per event | Redis commands per event (per instance) | upstream streams |\n")
+	b.WriteString("| subject | delivered / expected | p50 | p99 | p99 range over rounds | added p50 | added p99 | CPU s per 1k events, per instance | instances' CPU (% of a core, together) | PSS Δ per client | Redis CPU (% of a core) | Redis CPU per event, net of idle | Redis commands per event (per instance) | upstream streams |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	local := res.run(sc.key, "cluster_local")
+	var idle *clusterCost
+	if local != nil && local.used > 0 {
+		c := clusterCostOf(local)
+		idle = &c
+	}
 	var cmds []string
 	for _, key := range sc.subjects {
 		r := res.run(sc.key, key)
@@ -198,8 +217,13 @@ func (res *results) clusterTable(b *strings.Builder, sc scenario) {
 		}
 		rcpu, rus, rcmd := "—", "—", "—"
 		if c.redis {
-			rcpu = fmt.Sprintf("%.1f%%", c.redisPercent)
-			rus = fmt.Sprintf("%.0f µs", c.redisUsPerEv)
+			rcpu = fmt.Sprintf("%.2f%%", c.redisPercent)
+			if key == "cluster_local" {
+				rcpu += " (idle)"
+			}
+		}
+		if c.appends > 0 {
+			rus = fmt.Sprintf("%.0f µs", c.redisUsPerEvent(idle))
 			rcmd = fmt.Sprintf("%.2f (%.2f)", c.commandsPerEv, c.commandsPerEv/float64(sc.instances))
 			names := slices.Sorted(maps.Keys(c.commandsByName))
 			parts := make([]string, 0, len(names))

@@ -119,7 +119,7 @@ func (r *runResult) problems() []string {
 		"delivered %d, well under %.0f due by rate", c.Delivered, c.ExpectedByRate)
 	add(c.Process == nil, "no process sample")
 	add(subjectKind(r.Subject) == "cluster" && len(c.Processes) != clusterInstances, "%d instances sampled, not %d", len(c.Processes), clusterInstances)
-	add(r.Subject == "cluster_redis" && c.Redis == nil, "no redis sample")
+	add(subjectKind(r.Subject) == "cluster" && c.Redis == nil, "no redis sample")
 	add(r.Subject == "cluster_redis" && c.UpstreamStreams != nil && *c.UpstreamStreams != 1,
 		"not one upstream stream for the cluster: the upstream served %d", derefInt(c.UpstreamStreams))
 	add(r.Subject == "cluster_local" && c.UpstreamStreams != nil && *c.UpstreamStreams != clusterInstances,
