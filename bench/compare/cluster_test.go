@@ -25,7 +25,7 @@ func TestClusterCaddyfile(t *testing.T) {
 
 func TestClusterPlan(t *testing.T) {
 	plan := clusterScenarios(false, clusterOpts{on: true, rate: 2, lease: 5 * time.Second})
-	if len(plan) != 3 || plan[0].n != 6000 || plan[1].proto != "h2" || plan[2].n != 600 || plan[0].rounds != 2 {
+	if len(plan) != 4 || plan[0].n != 6000 || plan[1].proto != "h2" || plan[2].n != 600 || plan[0].rounds != 2 || plan[3].rate != 20 {
 		t.Fatalf("%+v", plan)
 	}
 	q := clusterScenarios(true, clusterOpts{on: true, rate: 2, perInstance: 50, lease: 5 * time.Second})
