@@ -32,6 +32,12 @@ var env = map[string]map[string]string{
 		"DEMO_STORAGE":   "/tmp/storage", // replaced by a temporary directory
 		"DEMO_LOG_LEVEL": "WARN",
 	},
+	"cluster/Caddyfile": {
+		"PORT":     "8081",
+		"ADMIN":    "127.0.0.1:2021",
+		"UPSTREAM": "127.0.0.1:3000",
+		"REDIS":    "/tmp/sse-cluster/redis.sock",
+	},
 	"edge/Caddyfile": {},
 	"sidecar/Caddyfile": {
 		"LISTEN":      ":8080",

@@ -29,10 +29,9 @@ func handlerBlock(subject string, upstream string) string {
 	}
 }
 
-// caddyfile renders one Caddyfile with every site. Sites bind to 127.0.0.1 only.
-func caddyfile(sites []site, upstream, certFile, keyFile string) string {
-	var b strings.Builder
-	b.WriteString(`{
+// globalOptions start every Caddyfile of the comparison: no admin
+// endpoint, no automatic HTTPS, HTTP/1.1 and HTTP/2, warnings only.
+const globalOptions = `{
 	admin off
 	auto_https off
 	persist_config off
@@ -43,7 +42,12 @@ func caddyfile(sites []site, upstream, certFile, keyFile string) string {
 		level WARN
 	}
 }
-`)
+`
+
+// caddyfile renders one Caddyfile with every site. Sites bind to 127.0.0.1 only.
+func caddyfile(sites []site, upstream, certFile, keyFile string) string {
+	var b strings.Builder
+	b.WriteString(globalOptions)
 	for _, s := range sites {
 		scheme, tls := "http", ""
 		if s.proto == "h2" {

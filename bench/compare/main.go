@@ -37,7 +37,7 @@ import (
 type subject struct {
 	key   string
 	label string
-	kind  string // direct (the upstream itself), caddy or nginx
+	kind  string // direct (the upstream itself), caddy, nginx or cluster (-cluster)
 }
 
 // subjects in table order. Caddy subjects get a site per protocol in the
@@ -48,6 +48,8 @@ var subjects = []subject{
 	{"sse_proxy", "Caddy sse_proxy", "caddy"},
 	{"sse_proxy_share", "Caddy sse_proxy (share)", "caddy"},
 	{"nginx", "nginx", "nginx"},
+	{"cluster_local", "3 instances, share in-process (no store)", "cluster"},
+	{"cluster_redis", "3 instances, share + store redis", "cluster"},
 }
 
 // subjectKind returns the kind of the subject key.
@@ -63,7 +65,7 @@ func subjectKind(key string) string {
 // scenario is one client run against each of its subjects.
 type scenario struct {
 	key      string
-	kind     string // latency, cost or idle: which table shows it
+	kind     string // latency, cost, idle or cluster: which table shows it
 	title    string
 	proto    string
 	subjects []string
@@ -74,6 +76,9 @@ type scenario struct {
 	duration time.Duration
 	ramp     time.Duration
 	warmup   time.Duration
+	// instances is the number of Caddy instances a cluster scenario runs;
+	// n counts the clients of all of them.
+	instances int
 }
 
 // scenarios returns the full or quick plan.
@@ -136,23 +141,36 @@ func (sc scenario) order(round int) []string {
 
 // bench is the state of one comparison run.
 type bench struct {
-	ctx       context.Context
-	ps        *procSet
-	tmp       string
-	caddyBin  string
-	loadBin   string
-	upstream  string // host:port
-	upPID     int
-	sites     map[string]int // subject/proto -> port
-	caddyfile string
-	caddyEnv  []string
-	nginxBin  string // "" when nginx is not measured
-	nginxConf string
-	runs      int
-	verbose   bool
-	keepTmp   bool
-	waitQuiet time.Duration
-	only      []string // scenario keys to run; all if empty
+	ctx               context.Context
+	ps                *procSet
+	tmp               string
+	caddyBin          string
+	loadBin           string
+	upstream          string // host:port
+	upPID             int
+	sites             map[string]int // subject/proto -> port
+	caddyfile         string
+	caddyEnv          []string
+	nginxBin          string // "" when nginx is not measured
+	nginxConf         string
+	runs              int
+	verbose           bool
+	keepTmp           bool
+	waitQuiet         time.Duration
+	only              []string // scenario keys to run; all if empty
+	cluster           clusterOpts
+	redisBin          string
+	certFile, keyFile string
+	clusterCF         map[string][]string // cluster subject -> each instance's Caddyfile
+	clusterPorts      [][2]int            // each instance's h1 and h2 ports
+}
+
+// plan is the list of scenarios this run measures.
+func (b *bench) plan(quick bool) []scenario {
+	if b.cluster.on {
+		return clusterScenarios(quick, b.cluster)
+	}
+	return scenarios(quick)
 }
 
 func main() { os.Exit(run()) }
@@ -167,7 +185,19 @@ func run() int {
 	nginxBin := flag.String("nginx", "", "nginx binary to measure (default: nginx from PATH, if any)")
 	noNginx := flag.Bool("no-nginx", false, "do not measure nginx")
 	only := flag.String("only", "", "run only these scenarios (comma-separated keys, e.g. idle-cpu-h2); budgets of the others show INVALID")
+	var co clusterOpts
+	flag.BoolVar(&co.on, "cluster", false, "measure clusters instead: 3 Caddy instances sharing on one redis-server against 3 sharing in-process (see bench/README.md)")
+	flag.IntVar(&co.perInstance, "cluster-clients", 0, "with -cluster: clients per instance (default 2000, -quick 200)")
+	flag.Float64Var(&co.rate, "cluster-rate", 2, "with -cluster: events per second of the broadcast every client receives")
+	flag.DurationVar(&co.duration, "cluster-duration", 0, "with -cluster: measured window (default 15s, -quick 6s)")
+	flag.IntVar(&co.rounds, "cluster-rounds", 0, "with -cluster: rounds of each scenario (default 2, -quick 1)")
+	flag.DurationVar(&co.lease, "cluster-lease", 5*time.Second, "with -cluster: the redis store's lease")
+	redisBin := flag.String("redis-server", "", "with -cluster: redis-server binary (default: from PATH)")
 	flag.Parse()
+	if err := co.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -180,11 +210,22 @@ func run() int {
 
 	ps := &procSet{}
 	defer ps.stopAll() // every process we started, whatever happens
-	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet}
+	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet, cluster: co}
+	if co.on {
+		b.redisBin = *redisBin
+		if b.redisBin == "" {
+			var err error
+			if b.redisBin, err = exec.LookPath("redis-server"); err != nil {
+				fmt.Fprintln(os.Stderr, "compare: -cluster needs redis-server (Debian: apt-get install redis-server) or -redis-server PATH")
+				return 2
+			}
+		}
+		*noNginx = true
+	}
 	if *only != "" {
 		b.only = strings.Split(*only, ",")
 		for _, k := range b.only {
-			if !slices.ContainsFunc(scenarios(*quick), func(sc scenario) bool { return sc.key == k }) {
+			if !slices.ContainsFunc(b.plan(*quick), func(sc scenario) bool { return sc.key == k }) {
 				fmt.Fprintf(os.Stderr, "compare: -only: no scenario %q\n", k)
 				return 2
 			}
@@ -236,7 +277,6 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 		b.ps.pin = true
 		res.Pinning = "Caddy pinned to CPU 1; upstream and client pinned to CPU 0 (taskset)"
 	}
-	fmt.Fprintln(os.Stderr, "compare:", res.Pinning)
 
 	if err := b.build(root, caddyBin); err != nil {
 		return nil, err
@@ -246,6 +286,16 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	if err := b.configure(res); err != nil {
 		return nil, err
 	}
+	if b.cluster.on {
+		res.Cluster = b.cluster.describe(quick)
+		if b.ps.pin {
+			res.Pinning = "the 3 Caddy instances and redis-server pinned to CPU 1; upstream and client pinned to CPU 0 (taskset)"
+		}
+		if err := b.configureCluster(res); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintln(os.Stderr, "compare:", res.Pinning)
 	if err := b.startUpstream(); err != nil {
 		return nil, err
 	}
@@ -259,7 +309,7 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	}
 	fmt.Fprintf(os.Stderr, "compare: machine busy before measuring: %.0f%% of all CPUs\n", res.BusyAtStart)
 
-	for _, sc := range scenarios(quick) {
+	for _, sc := range b.plan(quick) {
 		if len(b.only) > 0 && !slices.Contains(b.only, sc.key) {
 			continue
 		}
@@ -271,7 +321,12 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 				if err := b.ctx.Err(); err != nil {
 					return nil, fmt.Errorf("stopped: %w", context.Cause(b.ctx))
 				}
-				r := b.measure(sc, key)
+				var r runResult
+				if sc.instances > 0 {
+					r = b.measureCluster(sc, key)
+				} else {
+					r = b.measure(sc, key)
+				}
 				r.Round = round
 				res.Runs = append(res.Runs, r)
 				if len(r.problems()) > 0 {
@@ -283,6 +338,15 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	}
 	res.Finished = time.Now()
 	res.BusyAtEnd = machineBusy(b.ctx)
+	if b.cluster.on {
+		res.evaluateCluster(b.plan(quick))
+		if err := res.writeCluster(out); err != nil {
+			return nil, err
+		}
+		fmt.Print(res.clusterMarkdown())
+		fmt.Fprintf(os.Stderr, "compare: wrote %s and %s\n", filepath.Join(out, "cluster.md"), filepath.Join(out, "cluster.json"))
+		return res, nil
+	}
 	res.evaluate(scenarios(quick))
 	if err := res.write(out); err != nil {
 		return nil, err
@@ -350,6 +414,7 @@ func (b *bench) configure(res *results) error {
 	if err != nil {
 		return err
 	}
+	b.certFile, b.keyFile = certFile, keyFile
 	ports, err := freePorts(len(subjects)*2 + 1)
 	if err != nil {
 		return err
@@ -441,8 +506,11 @@ func (b *bench) nginxArgs(extra ...string) []string {
 
 // serves reports whether subject key can be measured over proto.
 func (b *bench) serves(key, proto string) bool {
-	if key == "direct" {
+	switch subjectKind(key) {
+	case "direct":
 		return true
+	case "cluster":
+		return len(b.clusterCF[key]) == clusterInstances
 	}
 	_, ok := b.sites[key+"/"+proto]
 	return ok
@@ -526,10 +594,16 @@ func (b *bench) measure(sc scenario, key string) runResult {
 		}
 		pid = caddy.pid()
 	}
-	args := []string{"client", "-url", target + "/?" + sc.query, "-n", strconv.Itoa(sc.n),
-		"-proto", sc.proto, "-insecure", "-json", "-pid", strconv.Itoa(pid),
+	return b.runClient(sc, r, "-url", target+"/?"+sc.query, "-pid", strconv.Itoa(pid))
+}
+
+// runClient runs sseload client for scenario sc with extra arguments (the
+// URLs, the processes to sample) and reads its report into r.
+func (b *bench) runClient(sc scenario, r runResult, extra ...string) runResult {
+	args := append([]string{"client", "-n", strconv.Itoa(sc.n),
+		"-proto", sc.proto, "-insecure", "-json",
 		"-duration", sc.duration.String(), "-ramp", sc.ramp.String(), "-warmup", sc.warmup.String(),
-		"-upstream-health", "http://" + b.upstream + "/healthz"}
+		"-upstream-health", "http://" + b.upstream + "/healthz"}, extra...)
 	var stdout, stderr bytes.Buffer
 	client, err := b.ps.start("client", 0, nil, &stdout, &stderr, b.loadBin, args...)
 	if err != nil {

@@ -30,7 +30,12 @@ type clientReport struct {
 	UpstreamStreams  *int        `json:"upstream_streams"`
 	Latency          latency     `json:"latency"`
 	Process          *procReport `json:"process"`
-	Errors           []struct {
+	// With several -url and -pid (cluster mode): streams per URL, each
+	// process's report and the redis-server's.
+	ConnectedBy []int         `json:"connected_by_url"`
+	Processes   []*procReport `json:"processes"`
+	Redis       *redisReport  `json:"redis"`
+	Errors      []struct {
 		Kind  string `json:"kind"`
 		Count int    `json:"count"`
 	} `json:"errors"`
@@ -50,11 +55,22 @@ type latency struct {
 type procReport struct {
 	CPUSeconds      float64 `json:"cpu_seconds"`
 	CPUPer1k        float64 `json:"cpu_seconds_per_1k_events"`
+	Events          uint64  `json:"events"`
 	CPUPercent      float64 `json:"cpu_percent"`
 	PSSPerStreamKiB float64 `json:"pss_per_stream_kib"`
 	RSSPerStreamKiB float64 `json:"rss_per_stream_kib"`
 	PSSBaseKiB      uint64  `json:"pss_base_kib"`
 	PSSEndKiB       uint64  `json:"pss_end_kib"`
+}
+
+// redisReport is what the client sampled of the redis-server (sseload's RedisReport).
+type redisReport struct {
+	CPUSeconds        float64           `json:"cpu_seconds"`
+	CPUPercent        float64           `json:"cpu_percent"`
+	Appends           uint64            `json:"appends"`
+	Commands          uint64            `json:"commands"`
+	ByCommand         map[string]uint64 `json:"by_command"`
+	CommandsPerSecond float64           `json:"commands_per_second"`
 }
 
 // runResult is one scenario measured against one subject.
@@ -73,6 +89,7 @@ type runResult struct {
 	used        int // combined (the clean ones, if any)
 	roundIssues []string
 	p99Range    [2]float64
+	usedRuns    []*runResult // the rounds combined
 }
 
 // problems lists what makes this run's numbers untrustworthy.
@@ -101,6 +118,12 @@ func (r *runResult) problems() []string {
 	add(c.ExpectedByRate > 0 && float64(c.Delivered) < 0.97*c.ExpectedByRate,
 		"delivered %d, well under %.0f due by rate", c.Delivered, c.ExpectedByRate)
 	add(c.Process == nil, "no process sample")
+	add(subjectKind(r.Subject) == "cluster" && len(c.Processes) != clusterInstances, "%d instances sampled, not %d", len(c.Processes), clusterInstances)
+	add(subjectKind(r.Subject) == "cluster" && c.Redis == nil, "no redis sample")
+	add(r.Subject == "cluster_redis" && c.UpstreamStreams != nil && *c.UpstreamStreams != 1,
+		"not one upstream stream for the cluster: the upstream served %d", derefInt(c.UpstreamStreams))
+	add(r.Subject == "cluster_local" && c.UpstreamStreams != nil && *c.UpstreamStreams != clusterInstances,
+		"not one upstream stream per instance: the upstream served %d", derefInt(c.UpstreamStreams))
 	add(r.Subject == "sse_proxy_share" && c.UpstreamStreams != nil && *c.UpstreamStreams > 1,
 		"not shared: the upstream served %d streams", derefInt(c.UpstreamStreams))
 	for _, e := range c.Errors {
@@ -142,21 +165,22 @@ type budget struct {
 
 // results is everything one comparison produced.
 type results struct {
-	Quick        bool        `json:"quick"`
-	Started      time.Time   `json:"started"`
-	Finished     time.Time   `json:"finished"`
-	Env          string      `json:"environment"`
-	Pinning      string      `json:"pinning"`
-	BusyAtStart  float64     `json:"machine_busy_percent_at_start"`
-	BusyAtEnd    float64     `json:"machine_busy_percent_at_end"`
-	CaddyVersion string      `json:"caddy_version"`
-	NginxVersion string      `json:"nginx_version,omitempty"`
-	NginxNote    string      `json:"nginx_note,omitempty"`
-	SSEAvailable bool        `json:"sse_proxy_available"`
-	SSENote      string      `json:"sse_proxy_note,omitempty"`
-	Only         []string    `json:"only,omitempty"` // scenarios run with -only
-	Runs         []runResult `json:"runs"`
-	Budgets      []budget    `json:"budgets"`
+	Quick        bool         `json:"quick"`
+	Started      time.Time    `json:"started"`
+	Finished     time.Time    `json:"finished"`
+	Env          string       `json:"environment"`
+	Pinning      string       `json:"pinning"`
+	BusyAtStart  float64      `json:"machine_busy_percent_at_start"`
+	BusyAtEnd    float64      `json:"machine_busy_percent_at_end"`
+	CaddyVersion string       `json:"caddy_version"`
+	NginxVersion string       `json:"nginx_version,omitempty"`
+	NginxNote    string       `json:"nginx_note,omitempty"`
+	SSEAvailable bool         `json:"sse_proxy_available"`
+	SSENote      string       `json:"sse_proxy_note,omitempty"`
+	Only         []string     `json:"only,omitempty"`    // scenarios run with -only
+	Cluster      *clusterInfo `json:"cluster,omitempty"` // -cluster
+	Runs         []runResult  `json:"runs"`
+	Budgets      []budget     `json:"budgets"`
 	plan         []scenario
 	anyFail      bool
 }
@@ -204,6 +228,7 @@ func (res *results) run(sc, subject string) *runResult {
 			continue
 		}
 		out.used++
+		out.usedRuns = append(out.usedRuns, r)
 		c := &r.Report
 		o.Connected = min(o.Connected, c.Connected)
 		o.Delivered += c.Delivered
@@ -255,40 +280,42 @@ func median(v []float64) float64 {
 // uses it when nginx is not measured in the run.
 const nginxIdleKiB = 14.0
 
+// check appends one verdict. skip, if set, is why it cannot be judged.
+func (res *results) check(name, skip string, runs []*runResult, measure func() (measured, limit float64), unit func(float64) string) {
+	b := budget{Name: name}
+	if skip == "" && len(res.Only) > 0 && !slices.ContainsFunc(runs, func(r *runResult) bool { return r != nil }) {
+		skip = "not run (-only)"
+	}
+	switch {
+	case !res.SSEAvailable:
+		b.Result = "SKIP"
+	case skip != "":
+		b.Result, b.Measured = "SKIP", skip
+	default:
+		for _, r := range runs {
+			if r == nil || len(r.problems()) > 0 || r.Report.Process == nil {
+				b.Result = "INVALID"
+			}
+		}
+	}
+	if b.Result == "" {
+		m, l := measure()
+		b.Measured, b.Limit = unit(m), unit(l)
+		b.Result = "PASS"
+		if m > l {
+			b.Result = "FAIL"
+		}
+	}
+	if b.Result == "FAIL" || b.Result == "INVALID" {
+		res.anyFail = true
+	}
+	res.Budgets = append(res.Budgets, b)
+}
+
 // evaluate checks the budgets.
 func (res *results) evaluate(plan []scenario) {
 	res.plan = plan
-	// check appends one verdict. skip, if set, is why it cannot be judged.
-	check := func(name, skip string, runs []*runResult, measure func() (measured, limit float64), unit func(float64) string) {
-		b := budget{Name: name}
-		if skip == "" && len(res.Only) > 0 && !slices.ContainsFunc(runs, func(r *runResult) bool { return r != nil }) {
-			skip = "not run (-only)"
-		}
-		switch {
-		case !res.SSEAvailable:
-			b.Result = "SKIP"
-		case skip != "":
-			b.Result, b.Measured = "SKIP", skip
-		default:
-			for _, r := range runs {
-				if r == nil || len(r.problems()) > 0 || r.Report.Process == nil {
-					b.Result = "INVALID"
-				}
-			}
-		}
-		if b.Result == "" {
-			m, l := measure()
-			b.Measured, b.Limit = unit(m), unit(l)
-			b.Result = "PASS"
-			if m > l {
-				b.Result = "FAIL"
-			}
-		}
-		if b.Result == "FAIL" || b.Result == "INVALID" {
-			res.anyFail = true
-		}
-		res.Budgets = append(res.Budgets, b)
-	}
+	check := res.check
 	cpuUnit := func(v float64) string { return fmt.Sprintf("%.4f CPU s/1k events", v) }
 	planned := func(key string) *scenario {
 		for i := range plan {

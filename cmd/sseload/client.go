@@ -26,7 +26,7 @@ import (
 
 // clientConfig holds the client's flags.
 type clientConfig struct {
-	url            string
+	urls           []string // streams are spread over these round-robin
 	n              int
 	duration       time.Duration
 	ramp           time.Duration
@@ -36,7 +36,8 @@ type clientConfig struct {
 	proto          string
 	insecure       bool
 	jsonOut        bool
-	pid            int
+	pids           []int  // processes whose CPU and memory are sampled around the window
+	redis          string // a redis-server whose CPU and commands are sampled around the window
 	readBuf        int
 	h3PerConn      int
 	upstreamHealth string // an sseload upstream's /healthz, sampled at the window's end
@@ -48,13 +49,14 @@ type client struct {
 	rt   func(i int) http.RoundTripper
 	hist Histogram
 
-	received  atomic.Uint64 // events received, any time
-	expecting atomic.Int64  // open streams on which the upstream announced events
-	confirmed atomic.Int64  // of those, streams that received an event sent after the window
-	negative  atomic.Uint64 // events whose send time is after their receive time
-	connected atomic.Int64
-	settled   atomic.Int64
-	allSettle chan struct{}
+	received   atomic.Uint64   // events received, any time
+	receivedBy []atomic.Uint64 // the same per URL
+	expecting  atomic.Int64    // open streams on which the upstream announced events
+	confirmed  atomic.Int64    // of those, streams that received an event sent after the window
+	negative   atomic.Uint64   // events whose send time is after their receive time
+	connected  atomic.Int64
+	settled    atomic.Int64
+	allSettle  chan struct{}
 
 	// The measured window, in unix nanoseconds; events count when their send
 	// time falls inside it. Both are MaxInt64 until set.
@@ -63,6 +65,7 @@ type client struct {
 
 // streamStat is one stream's tally, owned by its goroutine until it ends.
 type streamStat struct {
+	url        int // index into the config's URLs
 	connected  bool
 	failKind   string // why the stream failed or ended early, "" if it did not
 	failMsg    string
@@ -86,7 +89,7 @@ type streamStat struct {
 func runClient(args []string) error {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	var cfg clientConfig
-	fs.StringVar(&cfg.url, "url", "", "stream `URL` (http:// or https://)")
+	fs.Var((*urlList)(&cfg.urls), "url", "stream `URL` (http:// or https://); give it more than once to spread the streams over several URLs round-robin")
 	fs.IntVar(&cfg.n, "n", 100, fmt.Sprintf("number of concurrent streams (max %d)", maxStreams))
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of the measured window (max 10m)")
 	fs.DurationVar(&cfg.ramp, "ramp", time.Second, "spread stream opening over this long (max 5m)")
@@ -96,7 +99,8 @@ func runClient(args []string) error {
 	fs.StringVar(&cfg.proto, "proto", "h1", "h1, h2 (TLS, or h2c for http:// URLs) or h3 (QUIC)")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "do not verify the server's TLS certificate")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
-	fs.IntVar(&cfg.pid, "pid", 0, "sample this process's CPU and memory (from /proc) around the window")
+	fs.Var((*pidList)(&cfg.pids), "pid", "sample this process's CPU and memory (from /proc) around the window; `PID[,PID...]`: several processes, e.g. the instances behind each -url in order")
+	fs.StringVar(&cfg.redis, "redis", "", "sample this redis-server's CPU and commands (INFO) around the window: `host:port or /unix/socket` (on this machine)")
 	fs.IntVar(&cfg.readBuf, "read-buffer", 4096, "read buffer bytes per stream")
 	fs.IntVar(&cfg.h3PerConn, "h3-streams-per-conn", 100, "with -proto h3, open a QUIC connection per this many streams")
 	fs.StringVar(&cfg.upstreamHealth, "upstream-health", "", "`URL` of the sseload upstream's /healthz: report how many upstream streams serve the client's streams (1 when a proxy shares one upstream stream)")
@@ -134,9 +138,16 @@ func runClient(args []string) error {
 }
 
 func (cfg *clientConfig) validate() error {
-	u, err := url.Parse(cfg.url)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("-url must be an http:// or https:// URL, got %q", cfg.url)
+	if len(cfg.urls) == 0 {
+		return errors.New("-url is required")
+	}
+	var us []*url.URL
+	for _, s := range cfg.urls {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-url must be an http:// or https:// URL, got %q", s)
+		}
+		us = append(us, u)
 	}
 	switch {
 	case cfg.n < 1 || cfg.n > maxStreams:
@@ -159,14 +170,18 @@ func (cfg *clientConfig) validate() error {
 	switch cfg.proto {
 	case "h1", "h2":
 	case "h3":
-		if u.Scheme != "https" {
-			return errors.New("-proto h3 needs an https:// URL")
+		for _, u := range us {
+			if u.Scheme != "https" {
+				return errors.New("-proto h3 needs https:// URLs")
+			}
 		}
 	default:
 		return fmt.Errorf("-proto must be h1, h2 or h3, not %q", cfg.proto)
 	}
-	if !isLoopbackHost(u.Hostname()) {
-		fmt.Fprintf(os.Stderr, "sseload client: note: %s is not a loopback address; load goes only where -url says\n", u.Hostname())
+	for _, u := range us {
+		if !isLoopbackHost(u.Hostname()) {
+			fmt.Fprintf(os.Stderr, "sseload client: note: %s is not a loopback address; load goes only where -url says\n", u.Hostname())
+		}
 	}
 	if cfg.upstreamHealth != "" {
 		h, err := url.Parse(cfg.upstreamHealth)
@@ -228,7 +243,7 @@ func isLoopbackHost(host string) bool {
 
 // newClient builds the transports for cfg.proto. The returned func closes them.
 func newClient(cfg clientConfig) (*client, func(), error) {
-	c := &client{cfg: cfg, allSettle: make(chan struct{})}
+	c := &client{cfg: cfg, allSettle: make(chan struct{}), receivedBy: make([]atomic.Uint64, len(cfg.urls))}
 	c.winStart.Store(math.MaxInt64)
 	c.winEnd.Store(math.MaxInt64)
 	tlsConf := &tls.Config{InsecureSkipVerify: cfg.insecure} //nolint:gosec // opt-in for self-signed benchmark certificates
@@ -281,15 +296,33 @@ func newClient(cfg clientConfig) (*client, func(), error) {
 // run opens the streams, measures one window and returns the report.
 func (c *client) run(ctx context.Context) *Report {
 	cfg := c.cfg
-	rep := &Report{URL: cfg.url, Proto: cfg.proto, Streams: cfg.n, PID: cfg.pid}
-	var base, atStart, atEnd ProcSample
+	rep := &Report{URL: cfg.urls[0], Proto: cfg.proto, Streams: cfg.n}
+	if len(cfg.urls) > 1 {
+		rep.URLs = cfg.urls
+	}
+	if len(cfg.pids) > 0 {
+		rep.PID = cfg.pids[0]
+	}
+	// One sample per process, three times: before the first stream opens,
+	// at the window's start and at its end.
+	var base, atStart, atEnd []ProcSample
 	var procErr error
-	sample := func(dst *ProcSample) {
-		if cfg.pid > 0 && procErr == nil {
-			*dst, procErr = readProcSample(cfg.pid)
+	sample := func(dst *[]ProcSample) {
+		for _, pid := range cfg.pids {
+			if procErr != nil {
+				return
+			}
+			var s ProcSample
+			s, procErr = readProcSample(pid)
+			*dst = append(*dst, s)
 		}
 	}
 	sample(&base)
+	var redis redisSampler
+	if cfg.redis != "" {
+		redis.addr = cfg.redis
+		redis.sample() // before the streams: also checks the address
+	}
 
 	streamCtx, cancelStreams := context.WithCancel(ctx)
 	defer cancelStreams()
@@ -320,7 +353,9 @@ func (c *client) run(ctx context.Context) *Report {
 
 	// The measured window.
 	sample(&atStart)
+	redis.sample()
 	recv0 := c.received.Load()
+	recvBy0 := c.receivedByURL()
 	ws := time.Now()
 	c.winStart.Store(ws.UnixNano())
 	if !interrupted {
@@ -329,7 +364,9 @@ func (c *client) run(ctx context.Context) *Report {
 	we := time.Now()
 	c.winEnd.Store(we.UnixNano())
 	recv1 := c.received.Load()
+	recvBy1 := c.receivedByURL()
 	sample(&atEnd)
+	redis.sample()
 	if cfg.upstreamHealth != "" {
 		if n, err := upstreamStreams(ctx, cfg.upstreamHealth); err != nil {
 			rep.Warnings = append(rep.Warnings, "upstream streams: "+err.Error())
@@ -349,14 +386,44 @@ func (c *client) run(ctx context.Context) *Report {
 	wg.Wait()
 
 	c.summarize(rep, stats)
-	if cfg.pid > 0 {
+	if len(cfg.pids) > 0 {
 		if procErr != nil {
 			rep.Warnings = append(rep.Warnings, "process sampling: "+procErr.Error())
 		} else {
-			rep.Process = newProcReport(cfg.pid, base, atStart, atEnd, rep.ReceivedInWindow, rep.Connected)
+			rep.Process = newProcReport(cfg.pids[0], sumSamples(base), sumSamples(atStart), sumSamples(atEnd), rep.ReceivedInWindow, rep.Connected)
+			if len(cfg.pids) > 1 {
+				rep.Process.PID = 0 // the sum of several
+				for k, pid := range cfg.pids {
+					events, streams := rep.ReceivedInWindow, rep.Connected
+					if u := cfg.pidServes(k); u >= 0 {
+						events = recvBy1[u] - recvBy0[u]
+						streams = rep.ConnectedBy[u]
+					}
+					p := newProcReport(pid, base[k], atStart[k], atEnd[k], events, streams)
+					if u := cfg.pidServes(k); u >= 0 {
+						p.URLIndex = &u
+					}
+					rep.Processes = append(rep.Processes, p)
+				}
+			}
+		}
+	}
+	if cfg.redis != "" {
+		rep.Redis = redis.report(rep.ReceivedInWindow)
+		if redis.err != nil {
+			rep.Warnings = append(rep.Warnings, "redis sampling: "+redis.err.Error())
 		}
 	}
 	return rep
+}
+
+// receivedByURL reads the per-URL event counters.
+func (c *client) receivedByURL() []uint64 {
+	n := make([]uint64, len(c.receivedBy))
+	for i := range c.receivedBy {
+		n[i] = c.receivedBy[i].Load()
+	}
+	return n
 }
 
 // awaitTails waits until every stream that carries events has received one
@@ -381,7 +448,8 @@ func (c *client) settle() {
 // stream opens stream i and reads it until ctx ends.
 func (c *client) stream(ctx context.Context, i int, st *streamStat) {
 	st.rate = -1
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.url, nil)
+	st.url = c.cfg.target(i)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.urls[st.url], nil)
 	if err != nil {
 		st.fail("request", err.Error())
 		c.settle()
@@ -444,6 +512,7 @@ func (c *client) stream(ctx context.Context, i int, st *streamStat) {
 // onEvent accounts one event received at now (unix nanoseconds).
 func (c *client) onEvent(st *streamStat, now int64, data []byte) {
 	c.received.Add(1)
+	c.receivedBy[st.url].Add(1)
 	st.events++
 	sent, seq, ok := parseStamp(data)
 	if !ok {

@@ -14,9 +14,9 @@ import (
 func runAgainst(t *testing.T, url, proto string, n int) *Report {
 	t.Helper()
 	cfg := clientConfig{
-		url: url, n: n, proto: proto, insecure: true,
+		urls: []string{url}, n: n, proto: proto, insecure: true,
 		duration: 600 * time.Millisecond, warmup: 100 * time.Millisecond, grace: 300 * time.Millisecond,
-		connectTimeout: 5 * time.Second, readBuf: 512, h3PerConn: 100, pid: os.Getpid(),
+		connectTimeout: 5 * time.Second, readBuf: 512, h3PerConn: 100, pids: []int{os.Getpid()},
 	}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestUpstreamRejectsBadParams(t *testing.T) {
 }
 
 func TestClientConfigLimits(t *testing.T) {
-	ok := clientConfig{url: "http://127.0.0.1:1/", n: 10, duration: time.Second, proto: "h1",
+	ok := clientConfig{urls: []string{"http://127.0.0.1:1/"}, n: 10, duration: time.Second, proto: "h1",
 		connectTimeout: time.Second, readBuf: 4096, h3PerConn: 100}
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestClientConfigLimits(t *testing.T) {
 		"too long":         func(c *clientConfig) { c.duration = maxRunDuration + time.Second },
 		"bad proto":        func(c *clientConfig) { c.proto = "spdy" },
 		"h3 without TLS":   func(c *clientConfig) { c.proto = "h3" },
-		"bad url":          func(c *clientConfig) { c.url = "ftp://x" },
+		"bad url":          func(c *clientConfig) { c.urls = []string{"ftp://x"} },
 	} {
 		c := ok
 		mut(&c)
@@ -156,7 +156,7 @@ func TestClientReportsUpstreamStreams(t *testing.T) {
 	srv := httptest.NewServer(newUpstream(50, 100, "broadcast", 100))
 	defer srv.Close()
 	cfg := clientConfig{
-		url: srv.URL + "/", n: 7, proto: "h1", upstreamHealth: srv.URL + "/healthz",
+		urls: []string{srv.URL + "/"}, n: 7, proto: "h1", upstreamHealth: srv.URL + "/healthz",
 		duration: 300 * time.Millisecond, grace: 300 * time.Millisecond,
 		connectTimeout: 5 * time.Second, readBuf: 512, h3PerConn: 100,
 	}

@@ -3,12 +3,15 @@
 //
 //	sseload upstream -listen 127.0.0.1:9000 [-rate 10] [-size 256] [-mode per-stream|broadcast]
 //	sseload client -url http://127.0.0.1:9000/ -n 1000 -duration 30s [-proto h1|h2|h3] [-pid PID] [-json]
+//	sseload client -url URL1 -url URL2 -url URL3 -pid P1,P2,P3 -redis /path/redis.sock ...  # a cluster
 //
 // The upstream is a plain HTTP/1.1 SSE backend whose events carry their send
 // time and a sequence number; the client opens many streams (directly or
 // through a proxy), checks every event arrives in order, and reports latency
 // percentiles and, with -pid, the CPU and memory the process in the middle
-// spent. Every run is bounded in streams and duration.
+// spent; spread over several URLs, each instance's, and with -redis what
+// a redis-server behind them spent and did. Every run is bounded in
+// streams and duration.
 package main
 
 import (
@@ -28,8 +31,8 @@ const (
 
 const usage = `usage:
   sseload upstream -listen 127.0.0.1:PORT [-rate N] [-size BYTES] [-mode per-stream|broadcast]
-  sseload client -url URL -n STREAMS -duration D [-proto h1|h2|h3] [-insecure] [-ramp D] [-pid PID]
-                 [-upstream-health URL] [-json]
+  sseload client -url URL [-url URL ...] -n STREAMS -duration D [-proto h1|h2|h3] [-insecure] [-ramp D]
+                 [-pid PID[,PID...]] [-redis ADDR] [-upstream-health URL] [-json]
 
 Run "sseload upstream -h" or "sseload client -h" for all flags.
 `

@@ -12,14 +12,16 @@ import (
 // Report is the result of one client run. Its JSON form is what
 // bench/compare reads.
 type Report struct {
-	URL     string `json:"url"`
-	Proto   string `json:"proto"`
-	Streams int    `json:"streams"` // requested
-	PID     int    `json:"pid,omitempty"`
+	URL     string   `json:"url"`
+	URLs    []string `json:"urls,omitempty"` // all of them, when the streams were spread over several
+	Proto   string   `json:"proto"`
+	Streams int      `json:"streams"` // requested
+	PID     int      `json:"pid,omitempty"`
 
 	Connected      int     `json:"connected"`
-	Failed         int     `json:"failed"`      // never opened
-	EndedEarly     int     `json:"ended_early"` // opened, then ended before the run did
+	ConnectedBy    []int   `json:"connected_by_url,omitempty"` // with several URLs: open streams per URL
+	Failed         int     `json:"failed"`                     // never opened
+	EndedEarly     int     `json:"ended_early"`                // opened, then ended before the run did
 	ConnectSeconds float64 `json:"connect_seconds"`
 	WindowSeconds  float64 `json:"window_seconds"`
 	Interrupted    bool    `json:"interrupted,omitempty"`
@@ -47,10 +49,16 @@ type Report struct {
 	// stream among all clients.
 	UpstreamStreams *int `json:"upstream_streams,omitempty"`
 
-	Latency  LatencySummary `json:"latency"`
-	Process  *ProcReport    `json:"process,omitempty"`
-	Errors   []ErrorCount   `json:"errors,omitempty"`
-	Warnings []string       `json:"warnings,omitempty"`
+	Latency LatencySummary `json:"latency"`
+	// Process is what the -pid process spent; with several, their sum
+	// (CPU per event over all events, memory per stream over all streams),
+	// and Processes each one's.
+	Process   *ProcReport   `json:"process,omitempty"`
+	Processes []*ProcReport `json:"processes,omitempty"`
+	// Redis is what the -redis server spent and did inside the window.
+	Redis    *RedisReport `json:"redis,omitempty"`
+	Errors   []ErrorCount `json:"errors,omitempty"`
+	Warnings []string     `json:"warnings,omitempty"`
 }
 
 // LatencySummary is the distribution of receive time minus send time over
@@ -69,9 +77,11 @@ type LatencySummary struct {
 // event received inside it, and memory growth from before the first stream
 // opened to the end of the window.
 type ProcReport struct {
-	PID               int     `json:"pid"`
+	PID               int     `json:"pid"`                 // 0 for a sum over several processes
+	URLIndex          *int    `json:"url_index,omitempty"` // the -url (from 0) whose streams' events and count CPU and memory are divided by; absent: all
 	ConnectCPUSeconds float64 `json:"connect_cpu_seconds"` // from before opening to the window start
 	CPUSeconds        float64 `json:"cpu_seconds"`         // inside the window
+	Events            uint64  `json:"events"`              // received inside the window, of the streams it serves
 	CPUPer1kEvents    float64 `json:"cpu_seconds_per_1k_events"`
 	CPUPercent        float64 `json:"cpu_percent"` // of one core, inside the window
 	RSSBaseKiB        uint64  `json:"rss_base_kib"`
@@ -92,6 +102,9 @@ type ErrorCount struct {
 // summarize folds the per-stream tallies and the histogram into rep.
 func (c *client) summarize(rep *Report, stats []streamStat) {
 	errs := map[string]*ErrorCount{}
+	if len(c.cfg.urls) > 1 {
+		rep.ConnectedBy = make([]int, len(c.cfg.urls))
+	}
 	for i := range stats {
 		st := &stats[i]
 		if st.failKind != "" {
@@ -111,6 +124,9 @@ func (c *client) summarize(rep *Report, stats []streamStat) {
 			continue
 		}
 		rep.Connected++
+		if rep.ConnectedBy != nil {
+			rep.ConnectedBy[st.url]++
+		}
 		if st.endedEarly {
 			rep.EndedEarly++
 		}
@@ -152,6 +168,7 @@ func newProcReport(pid int, base, start, end ProcSample, events uint64, streams 
 		PID:               pid,
 		ConnectCPUSeconds: start.CPUSeconds() - base.CPUSeconds(),
 		CPUSeconds:        end.CPUSeconds() - start.CPUSeconds(),
+		Events:            events,
 		RSSBaseKiB:        base.RSSKiB,
 		RSSEndKiB:         end.RSSKiB,
 		PSSBaseKiB:        base.PSSKiB,
@@ -201,6 +218,24 @@ func (r *Report) writeText(w io.Writer) {
 			p.PID, p.CPUSeconds, p.CPUPercent, p.CPUPer1kEvents, p.ConnectCPUSeconds)
 		fmt.Fprintf(w, "  memory:    PSS %d -> %d KiB (%.1f KiB/stream), RSS %d -> %d KiB (%.1f KiB/stream)\n",
 			p.PSSBaseKiB, p.PSSEndKiB, p.PSSPerStreamKiB, p.RSSBaseKiB, p.RSSEndKiB, p.RSSPerStreamKiB)
+	}
+	for _, p := range r.Processes {
+		served := "all streams"
+		if p.URLIndex != nil {
+			served = fmt.Sprintf("-url #%d", *p.URLIndex+1)
+		}
+		fmt.Fprintf(w, "    pid %d (%s): %.2f CPU s (%.1f%% of a core), %.4f CPU s per 1000 events; PSS %d -> %d KiB\n",
+			p.PID, served, p.CPUSeconds, p.CPUPercent, p.CPUPer1kEvents, p.PSSBaseKiB, p.PSSEndKiB)
+	}
+	if rd := r.Redis; rd != nil {
+		fmt.Fprintf(w, "  redis %d:  %.2f CPU s in window (%.1f%% of a core), %d appends, %d commands (%.1f per append, %.0f/s)\n",
+			rd.PID, rd.CPUSeconds, rd.CPUPercent, rd.Appends, rd.Commands, rd.CommandsPerAppend, rd.CommandsPerSecond)
+		names := slices.Sorted(maps.Keys(rd.ByCommand))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %d", n, rd.ByCommand[n])
+		}
+		fmt.Fprintf(w, "    commands: %s\n", strings.Join(parts, ", "))
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "  error:     %d x %s (e.g. %s)\n", e.Count, e.Kind, e.Example)
