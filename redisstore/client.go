@@ -14,6 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
+
+	"github.com/sse-proxy/caddy-sse-proxy/proxy"
 )
 
 // clients holds one Client per distinct configuration, shared by every
@@ -28,7 +30,7 @@ type Client struct {
 	cfg    Config // expanded; holds the password: never log it, use cfg.String
 	lease  time.Duration
 	logger *zap.Logger
-	errLog rateLog
+	errLog proxy.RateLog
 
 	ctx    context.Context // ends when the last user closes the client
 	cancel context.CancelFunc
@@ -148,7 +150,7 @@ func (c *Client) fail(op string, err error) error {
 		return fmt.Errorf("redis store: %s: %w", op, err)
 	}
 	metrics.errors.Inc()
-	c.errLog.log(c.logger, zap.WarnLevel, "redis store: command failed", zap.String("op", op), zap.Error(err))
+	c.errLog.Log(c.logger, zap.WarnLevel, "redis store: command failed", zap.String("op", op), zap.Error(err))
 	return fmt.Errorf("redis store: %s: %w", op, err)
 }
 

@@ -355,7 +355,7 @@ func (f *follower) catchUpLoop() {
 			testHookAfterRead(f)
 		}
 		if err != nil {
-			f.fs.c.errLog.log(f.fs.c.logger, zap.WarnLevel, "redis store: catching up failed; retrying", zap.String("stream", f.s.hash), zap.Error(err))
+			f.fs.c.errLog.Log(f.fs.c.logger, zap.WarnLevel, "redis store: catching up failed; retrying", zap.String("stream", f.s.hash), zap.Error(err))
 			select {
 			case <-f.ctx.Done():
 				return

@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/sse-proxy/caddy-sse-proxy/proxy"
 )
 
 // goRedisLog sends go-redis's own log lines (a failed dial, a pub/sub
@@ -18,7 +20,7 @@ import (
 // binary, which is where their lines belong too.
 type goRedisLog struct {
 	logger *zap.Logger
-	rate   rateLog
+	rate   proxy.RateLog
 }
 
 var setGoRedisLog sync.Once
@@ -32,5 +34,5 @@ func routeGoRedisLog() {
 
 // Printf implements go-redis's logging interface.
 func (l *goRedisLog) Printf(_ context.Context, format string, v ...any) {
-	l.rate.log(l.logger, zap.WarnLevel, fmt.Sprintf(format, v...))
+	l.rate.Log(l.logger, zap.WarnLevel, fmt.Sprintf(format, v...))
 }
