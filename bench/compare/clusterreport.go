@@ -163,22 +163,7 @@ func (res *results) clusterMarkdown() string {
 		res.clusterTable(&b, sc)
 	}
 
-	b.WriteString("## Budgets\n\n| budget | measured | limit | result |\n|---|---:|---:|---|\n")
-	for _, bu := range res.Budgets {
-		fmt.Fprintf(&b, "| %s | %s | %s | **%s** |\n", bu.Name, orDash(bu.Measured), orDash(bu.Limit), bu.Result)
-	}
-	b.WriteString("\nFailover (within lease + 1 s) is not measured here; see the `cluster/` tests (`TestClusterHolderKilled`).\n\n")
-
-	var notes []string
-	for i := range res.Runs {
-		r := &res.Runs[i]
-		if p := r.problems(); len(p) > 0 {
-			notes = append(notes, fmt.Sprintf("- %s / %s, round %d: %s", r.Scenario, r.Subject, r.Round, strings.Join(p, "; ")))
-		}
-	}
-	if len(notes) > 0 {
-		b.WriteString("## Problems\n\n" + strings.Join(notes, "\n") + "\n\n")
-	}
+	res.budgetsAndProblems(&b, "Failover (within lease + 1 s) is not measured here; see the `cluster/` tests (`TestClusterHolderKilled`).\n\n")
 	return b.String()
 }
 

@@ -446,12 +446,18 @@ func (res *results) markdown() string {
 		}
 	}
 
+	res.budgetsAndProblems(&b, "")
+	return b.String()
+}
+
+// budgetsAndProblems ends a report: the budget table, note (a paragraph
+// after it, if any), and the problems of every run.
+func (res *results) budgetsAndProblems(b *strings.Builder, note string) {
 	b.WriteString("## Budgets\n\n| budget | measured | limit | result |\n|---|---:|---:|---|\n")
 	for _, bu := range res.Budgets {
-		fmt.Fprintf(&b, "| %s | %s | %s | **%s** |\n", bu.Name, orDash(bu.Measured), orDash(bu.Limit), bu.Result)
+		fmt.Fprintf(b, "| %s | %s | %s | **%s** |\n", bu.Name, orDash(bu.Measured), orDash(bu.Limit), bu.Result)
 	}
-	b.WriteString("\n")
-
+	b.WriteString("\n" + note)
 	var notes []string
 	for i := range res.Runs {
 		r := &res.Runs[i]
@@ -462,7 +468,6 @@ func (res *results) markdown() string {
 	if len(notes) > 0 {
 		b.WriteString("## Problems\n\n" + strings.Join(notes, "\n") + "\n\n")
 	}
-	return b.String()
 }
 
 func (res *results) header(b *strings.Builder, sc scenario, what string) {
