@@ -153,8 +153,12 @@ func TestSessionCookieBecomesUpstreamBearerToken(t *testing.T) {
 
 		anon := page.openStream(s.StreamURL)
 		o := anon.waitFor("an error without the cookie", 10*time.Second, func(o observed) bool { return len(o.Errors) > 0 })
-		if len(o.Events) != 0 || o.State != closed {
-			t.Errorf("without the cookie: %s; want an error, no events, state CLOSED", o)
+		// The state at the error is what says the EventSource gave up for
+		// good. Read later, WebKitGTK 2.50 once reported CONNECTING for an
+		// EventSource whose error said CLOSED (one CI run of many, beside
+		// the cluster tests); no open, event or upstream request followed.
+		if len(o.Events) != 0 || len(o.Opens) != 0 || o.Errors[0].State != closed {
+			t.Errorf("without the cookie: %s; want an error in state CLOSED, no open, no events", o)
 		}
 		if n := len(up.requests()); n != 0 {
 			t.Errorf("without the cookie the upstream got %d requests, want none", n)
