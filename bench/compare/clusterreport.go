@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 )
 
 // clusterCost is a cluster subject's cost over the rounds combined.
@@ -139,19 +138,7 @@ func (res *results) clusterMarkdown() string {
 	if ci == nil {
 		ci = &clusterInfo{}
 	}
-	mode := "full"
-	if res.Quick {
-		mode = "quick (-quick: fewer clients, shorter windows; for smoke checks, not for decisions)"
-	}
-	fmt.Fprintf(&b, "# sse_proxy clusters on Redis — %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "- Mode: %s; took %s\n", mode, res.Finished.Sub(res.Started).Round(time.Second))
-	fmt.Fprintf(&b, "- Machine: %s\n", res.Env)
-	fmt.Fprintf(&b, "- CPU pinning: %s\n", res.Pinning)
-	fmt.Fprintf(&b, "- Other load: all CPUs %.0f%% busy just before measuring, %.0f%% just after", res.BusyAtStart, res.BusyAtEnd)
-	if max(res.BusyAtStart, res.BusyAtEnd) > 10 {
-		b.WriteString(" — **the machine was not idle; latency and CPU numbers are disturbed by other work**")
-	}
-	b.WriteString("\n")
+	res.head(&b, "sse_proxy clusters on Redis", "clients")
 	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; %d instances per subject, each a fresh process per measurement with an HTTP/1.1 and a TLS (HTTP/2) site, `sse_proxy { heartbeat 15s; share {http.request.uri} }`, and for the Redis subject `store redis <unix socket> { lease %s }`\n",
 		res.CaddyVersion, ci.Instances, ci.Lease)
 	fmt.Fprintf(&b, "- Redis: %s, a fresh empty process per measurement (unix socket, `--save \"\" --appendonly no`)\n", orDash(ci.RedisVersion))

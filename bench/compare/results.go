@@ -403,22 +403,28 @@ func (res *results) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(res.markdown()), 0o644)
 }
 
-// markdown renders the report.
-func (res *results) markdown() string {
-	var b strings.Builder
+// head starts a report: its title with the date, then the run's mode,
+// machine, pinning and other load; units names what -quick has fewer of.
+func (res *results) head(b *strings.Builder, title, units string) {
 	mode := "full"
 	if res.Quick {
-		mode = "quick (-quick: fewer streams, shorter windows; for smoke checks, not for decisions)"
+		mode = "quick (-quick: fewer " + units + ", shorter windows; for smoke checks, not for decisions)"
 	}
-	fmt.Fprintf(&b, "# sse_proxy vs reverse_proxy and nginx — %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "- Mode: %s; took %s\n", mode, res.Finished.Sub(res.Started).Round(time.Second))
-	fmt.Fprintf(&b, "- Machine: %s\n", res.Env)
-	fmt.Fprintf(&b, "- CPU pinning: %s\n", res.Pinning)
-	fmt.Fprintf(&b, "- Other load: all CPUs %.0f%% busy just before measuring, %.0f%% just after", res.BusyAtStart, res.BusyAtEnd)
+	fmt.Fprintf(b, "# %s — %s\n\n", title, res.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(b, "- Mode: %s; took %s\n", mode, res.Finished.Sub(res.Started).Round(time.Second))
+	fmt.Fprintf(b, "- Machine: %s\n", res.Env)
+	fmt.Fprintf(b, "- CPU pinning: %s\n", res.Pinning)
+	fmt.Fprintf(b, "- Other load: all CPUs %.0f%% busy just before measuring, %.0f%% just after", res.BusyAtStart, res.BusyAtEnd)
 	if max(res.BusyAtStart, res.BusyAtEnd) > 10 {
 		b.WriteString(" — **the machine was not idle; latency and CPU numbers are disturbed by other work**")
 	}
 	b.WriteString("\n")
+}
+
+// markdown renders the report.
+func (res *results) markdown() string {
+	var b strings.Builder
+	res.head(&b, "sse_proxy vs reverse_proxy and nginx", "streams")
 	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; one Caddyfile with a reverse_proxy site, an sse_proxy site and an sse_proxy site with `share` per protocol; a fresh Caddy process for every measurement\n", res.CaddyVersion)
 	if res.NginxVersion != "" {
 		fmt.Fprintf(&b, "- nginx: %s, one process (`master_process off`), HTTP/1.1, `proxy_buffering off`, `proxy_http_version 1.1`, `Connection \"\"`; a fresh process for every measurement\n", res.NginxVersion)
