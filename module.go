@@ -231,64 +231,51 @@ func (h *Handler) reconnectHint() []byte {
 	return proxy.RetryLine(base + rand.N(base))
 }
 
-// ServeHTTP answers preflights, shapes the upstream request and hands it to
-// next with the stream-aware writer.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
-	origin := r.Header.Get("Origin")
-	if h.cors != nil && proxy.IsPreflight(r) {
-		h.cors.Preflight(w.Header(), origin)
-		w.WriteHeader(http.StatusNoContent)
-		return nil
+// ServeHTTP relays the request through the handlers after this one
+// (reverse_proxy), as an event stream, or serves it from a shared stream.
+// It only picks the way: a shared client's handler goroutine waits in
+// serveShared for as long as its stream lasts, and every frame on that
+// goroutine's stack counts, once per client (see share.Serve).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.shareCfg != nil && r.Method == http.MethodGet && proxy.WantsStream(r) {
+		return h.serveShared(w, r, next)
 	}
+	return h.serve(w, r, next)
+}
 
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	up, err := h.shaper.Shape(ctx, r, repl)
-	if err != nil {
-		if h.cors != nil {
-			h.cors.Apply(w.Header(), origin) // let the page see the 4xx
-		}
-		if errors.Is(err, proxy.ErrBadRequest) {
-			// Answered here, before reverse_proxy: the upstream is never
-			// asked, so its health is not touched. The body names what was
-			// wrong (never the value: it may be a credential).
-			h.rejected.Log(h.logger, zap.InfoLevel, "rejected a request whose credential or last event id cannot be a header value", zap.Error(err))
-			http.Error(w, "sse_proxy: "+err.Error(), http.StatusBadRequest)
-			return nil
-		}
-		return caddyhttp.Error(http.StatusUnauthorized, err)
+// serveShared serves a client of a shared stream (see share.Serve).
+func (h *Handler) serveShared(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	c, err := h.begin(w, r, &h.sharedOpts)
+	if c == nil {
+		return err
 	}
+	defer c.finish(r)
+	o := h.shareOptions(c, r, next)
+	c.up = nil // share.Serve drops it once the client no longer needs it
+	return share.Serve(c.ctx, w, c.sw, o)
+}
 
-	opts := &h.opts
-	shared := h.shareCfg != nil && r.Method == http.MethodGet && proxy.WantsStream(r)
-	if shared {
-		opts = &h.sharedOpts
+// shareOptions is what share.Serve needs of h and of the client's request.
+func (h *Handler) shareOptions(c *begun, r *http.Request, next caddyhttp.Handler) *share.Options {
+	return &share.Options{
+		Config: h.shareCfg, Upstream: c.up, Revisit: h.shaper.Revisit(r, c.repl), Next: next, Server: h.server,
+		KeyTemplate: h.Share.Key, Replacer: c.repl, Owned: h.shaper.Owned(), UpstreamCORS: h.cors == nil,
+		Hint: h.reconnectHint, Grace: endGrace, MaxAge: time.Duration(h.MaxAge), Born: c.born,
 	}
-	sw := proxy.NewWriter(w, opts, origin, cancel)
-	defer sw.Close()
-	defer func() {
-		if r.Context().Err() != nil {
-			sw.SetReason(proxy.ReasonClientGone)
-		}
-	}()
-	born := time.Now()
-	if h.MaxAge > 0 {
-		t := time.AfterFunc(time.Duration(h.MaxAge), func() {
-			sw.End(h.reconnectHint(), endGrace, proxy.ReasonMaxAge)
-		})
-		defer t.Stop()
+}
+
+// serve relays a request that is not shared through next, resuming the
+// stream when it breaks if reconnect is on.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
+	c, err := h.begin(w, r, &h.opts)
+	if c == nil {
+		return err
 	}
-	if shared {
-		return share.Serve(ctx, w, sw, &share.Options{
-			Config: h.shareCfg, Upstream: up, Revisit: h.shaper.Revisit(r, repl), Next: next, Server: h.server,
-			KeyTemplate: h.Share.Key, Replacer: repl, Owned: h.shaper.Owned(), UpstreamCORS: h.cors == nil,
-			Hint: h.reconnectHint, Grace: endGrace, MaxAge: time.Duration(h.MaxAge), Born: born,
-		})
-	}
+	defer c.finish(r)
+	sw, up := c.sw, c.up
 	if h.reconnect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// A GET has no body, so it can be sent again.
-		return h.reconnect.Serve(ctx, sw, up, h.shaper.Revisit(r, repl), next)
+		return h.reconnect.Serve(c.ctx, sw, up, h.shaper.Revisit(r, c.repl), next)
 	}
 	defer func() {
 		// When the proxy ended the stream itself (reload, shutdown), the
@@ -303,6 +290,73 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}()
 	return next.ServeHTTP(sw, up)
+}
+
+// begun is a request that begin accepted: its upstream request, shaped,
+// and the writer its answer goes through.
+type begun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	repl   *caddy.Replacer
+	up     *http.Request
+	sw     *proxy.Writer
+	born   time.Time
+	maxAge *time.Timer // ends the stream at max_age; nil without one
+}
+
+// begin answers a CORS preflight, shapes the upstream request and makes
+// the client's writer with opts. It returns nil when the request is
+// answered already (err, if any, is for Caddy); otherwise the caller
+// defers finish.
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request, opts *proxy.Options) (*begun, error) {
+	origin := r.Header.Get("Origin")
+	if h.cors != nil && proxy.IsPreflight(r) {
+		h.cors.Preflight(w.Header(), origin)
+		w.WriteHeader(http.StatusNoContent)
+		return nil, nil
+	}
+	c := &begun{born: time.Now()}
+	c.ctx, c.cancel = context.WithCancel(r.Context())
+	c.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	up, err := h.shaper.Shape(c.ctx, r, c.repl)
+	if err != nil {
+		c.cancel()
+		if h.cors != nil {
+			h.cors.Apply(w.Header(), origin) // let the page see the 4xx
+		}
+		if errors.Is(err, proxy.ErrBadRequest) {
+			// Answered here, before reverse_proxy: the upstream is never
+			// asked, so its health is not touched. The body names what was
+			// wrong (never the value: it may be a credential).
+			h.rejected.Log(h.logger, zap.InfoLevel, "rejected a request whose credential or last event id cannot be a header value", zap.Error(err))
+			http.Error(w, "sse_proxy: "+err.Error(), http.StatusBadRequest)
+			return nil, nil
+		}
+		return nil, caddyhttp.Error(http.StatusUnauthorized, err)
+	}
+	c.up = up
+	c.sw = proxy.NewWriter(w, opts, origin, c.cancel)
+	if h.MaxAge > 0 {
+		sw := c.sw
+		c.maxAge = time.AfterFunc(time.Duration(h.MaxAge), func() {
+			sw.End(h.reconnectHint(), endGrace, proxy.ReasonMaxAge)
+		})
+	}
+	return c, nil
+}
+
+// finish is what the handler does on its way out, panicking or not: it
+// stops the max_age timer, records a client that went away as the
+// stream's end reason, closes the writer and cancels the upstream request.
+func (c *begun) finish(r *http.Request) {
+	if c.maxAge != nil {
+		c.maxAge.Stop()
+	}
+	if r.Context().Err() != nil {
+		c.sw.SetReason(proxy.ReasonClientGone)
+	}
+	c.sw.Close()
+	c.cancel()
 }
 
 // Interface guards

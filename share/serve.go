@@ -64,47 +64,113 @@ var errNoAnswer = errors.New("sse_proxy: the shared upstream stream ended withou
 // leaves or the proxy ends the stream. Like a handler, Serve may panic with
 // http.ErrAbortHandler: a client evicted as too slow, or a non-stream
 // answer whose body broke, must see its response broken, not ended.
+//
+// Serve itself only joins, drains and leaves: everything before the drain
+// is in admit, whose frame is gone from the stack by the time the client
+// waits. An HTTP/2 or HTTP/3 client keeps its handler goroutine for as
+// long as its stream lasts, and that goroutine's stack stays at the size
+// its deepest call ever needed (the runtime shrinks a stack only when less
+// than a quarter of it is in use). Under Caddy's server the deepest call is
+// a write of an event; keeping this package's frames on that path small is
+// what keeps such a stack at 8 KiB instead of 16 KiB (README, Fan-out).
 func Serve(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, o *Options) error {
-	hub, sub := Join(o.key(), o.Config, o.Upstream, o.Revisit, o.Next, o.Server, o.Upstream.Header.Get("Last-Event-ID"))
-	tookOver := false
+	hub, sub := o.join()
+	k, err := admit(ctx, w, sw, o, sub)
+	if k == nil {
+		return err
+	}
+	defer hub.Leave(sub)
+	drain(sub, k)
+	return nil
+}
+
+// join joins the hub for the client's key.
+func (o *Options) join() (*Hub, *Sub) {
+	return Join(o.key(), o.Config, o.Upstream, o.Revisit, o.Next, o.Server, o.Upstream.Header.Get("Last-Event-ID"))
+}
+
+// admit is Serve from the join to the drain: it waits for the upstream's
+// answer and sends the header. It returns the client to drain, or nil once
+// the client is dealt with (gone, answered with err, or its connection
+// taken over); a nil client has left the hub, or belongs to the connection
+// that took it over.
+//
+// The header goes out from admit's own frame, which is kept small: that
+// write is among the deepest calls a shared client's goroutine makes (see
+// Serve). What needs room on the stack (the wait, the header's copy) is
+// done in calls that return first.
+func admit(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, o *Options, sub *Sub) (*keptClient, error) {
+	kept := false
 	defer func() {
-		if !tookOver {
-			hub.Leave(sub)
+		if !kept {
+			sub.hub.Leave(sub)
 		}
 	}()
-	select {
-	case <-hub.Ready():
-	case <-ctx.Done():
-		return nil
+	if !wait(ctx, sub.hub) {
+		return nil, nil
 	}
-	status, header, stream, ok := hub.Answer(sub)
-	if !ok {
-		return caddyhttp.Error(http.StatusBadGateway, errNoAnswer)
+	var a answer
+	var ok bool
+	if a.status, a.header, a.stream, ok = sub.hub.Answer(sub); !ok {
+		return nil, caddyhttp.Error(http.StatusBadGateway, errNoAnswer)
 	}
-	for k, v := range header {
-		sw.Header()[k] = v
-	}
-	mayTakeOver := stream && canTakeOver(w, o.Upstream)
-	if mayTakeOver {
-		sw.CloseConnection()
-	}
-	sw.WriteHeader(status)
-	if !stream {
+	mayTakeOver := a.stream && canTakeOver(w, o.Upstream)
+	a.prepare(sw, mayTakeOver)
+	sw.WriteHeader(a.status)
+	if !a.stream {
 		// An answer that is not a stream goes to the client as it comes,
 		// as it would unshared, even one that stays open: its status
 		// line now, its body below.
 		sw.Flush()
 	}
 	if mayTakeOver && takeOver(w, sw, sub, o) {
-		tookOver = true
-		return nil
+		kept = true // the connection's now
+		return nil, nil
 	}
-	// Eviction cuts a client that stopped reading: its writes fail at once
-	// instead of at the server's write_idle_timeout.
+	kept = true
+	return keep(ctx, w, sw, sub, a.stream, o), nil
+}
+
+// wait waits for hub's answer, or reports false when ctx ends first. It is
+// not inlined so that the select's room on the stack is not admit's.
+//
+//go:noinline
+func wait(ctx context.Context, hub *Hub) bool {
+	select {
+	case <-hub.Ready():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// answer is the upstream's answer, as a client of the hub gets it.
+type answer struct {
+	status int
+	header http.Header
+	stream bool // an event stream
+}
+
+// prepare puts the answer's header on sw, and asks for the connection to
+// close after the stream when it is to be taken over.
+func (a *answer) prepare(sw *proxy.Writer, mayTakeOver bool) {
+	for k, v := range a.header {
+		sw.Header()[k] = v
+	}
+	if mayTakeOver {
+		sw.CloseConnection()
+	}
+}
+
+// keep makes the client that the caller's goroutine drains: one that is
+// evicted has its writes cut short (a write deadline in the past) instead
+// of waiting for the server's write_idle_timeout. It keeps only what the
+// end of the stream needs of o, so that a client waiting for events holds
+// no copy of its request nor the cookies for a hub's reconnects.
+func keep(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, sub *Sub, stream bool, o *Options) *keptClient {
 	rc := http.NewResponseController(w)
 	sub.OnEvict(func() { _ = rc.SetWriteDeadline(time.Now()) })
-	drain(sub, &keptClient{ctx: ctx, sub: sub, sw: sw, stream: stream, opts: o})
-	return nil
+	return &keptClient{ctx: ctx, sub: sub, sw: sw, stream: stream, hint: o.Hint, grace: o.Grace}
 }
 
 // keptClient is a shared client served by its own handler goroutine, which
@@ -113,8 +179,9 @@ type keptClient struct {
 	ctx    context.Context
 	sub    *Sub
 	sw     *proxy.Writer
-	stream bool // the answer is an event stream
-	opts   *Options
+	stream bool          // the answer is an event stream
+	hint   func() []byte // the retry field the stream ends with
+	grace  time.Duration // bounds the wait for an event boundary at the end
 }
 
 func (k *keptClient) take() (batch []byte, evicted, closed, stop bool) {
@@ -149,7 +216,7 @@ func (k *keptClient) evict() {
 // with the hub; as unshared, one that broke is cut off, not ended.
 func (k *keptClient) end() {
 	if k.stream {
-		k.sw.End(k.opts.Hint(), k.opts.Grace, proxy.ReasonUpstreamDown)
+		k.sw.End(k.hint(), k.grace, proxy.ReasonUpstreamDown)
 		return
 	}
 	if k.sub.hub.Broken() {
