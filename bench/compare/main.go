@@ -41,7 +41,8 @@ type subject struct {
 }
 
 // subjects in table order. Caddy subjects get a site per protocol in the
-// Caddyfile (handlerBlock); nginx serves HTTP/1.1 only.
+// Caddyfile (handlerBlock; the TLS site serves HTTP/2 and HTTP/3); nginx
+// serves HTTP/1.1 and HTTP/2 (no HTTP/3 module in Debian's build).
 var subjects = []subject{
 	{"direct", "upstream directly", "direct"},
 	{"reverse_proxy", "Caddy reverse_proxy", "caddy"},
@@ -65,7 +66,7 @@ func subjectKind(key string) string {
 // scenario is one client run against each of its subjects.
 type scenario struct {
 	key      string
-	kind     string // latency, cost, idle or cluster: which table shows it
+	kind     string // latency, cost, idle, fanout or cluster: which table shows it
 	title    string
 	proto    string
 	subjects []string
@@ -79,6 +80,9 @@ type scenario struct {
 	// instances is the number of Caddy instances a cluster scenario runs;
 	// n counts the clients of all of them.
 	instances int
+	// h2PerConn, over HTTP/2, puts the streams on one connection per this
+	// many (sseload -h2-streams-per-conn); 0 packs them.
+	h2PerConn int
 }
 
 // scenarios returns the full or quick plan.
@@ -97,7 +101,7 @@ func scenarios(quick bool) []scenario {
 	h1proxies := []string{"reverse_proxy", "sse_proxy", "sse_proxy_share", "nginx"}
 	h2proxies := []string{"reverse_proxy", "sse_proxy", "sse_proxy_share"}
 	bn := pick(2000, 400)
-	return []scenario{
+	return append([]scenario{
 		{key: "latency", kind: "latency", title: "Added latency", proto: "h1", subjects: all, n: 100, rounds: pick(3, 2),
 			query: "rate=20&size=256&mode=per-stream", rate: 20,
 			duration: sec(10, 4), ramp: sec(1, 1), warmup: sec(2, 1)},
@@ -124,7 +128,7 @@ func scenarios(quick bool) []scenario {
 			n: pick(10000, 2000), rounds: 1,
 			query:    "rate=0",
 			duration: sec(32, 10), ramp: sec(10, 2), warmup: sec(5, 2)},
-	}
+	}, fanoutScenarios(quick)...)
 }
 
 // order returns the subjects of round (from 1): forward in odd rounds,
@@ -163,6 +167,7 @@ type bench struct {
 	certFile, keyFile string
 	clusterCF         map[string][]string // cluster subject -> each instance's Caddyfile
 	clusterPorts      [][2]int            // each instance's h1 and h2 ports
+	quicNote          string              // quic-go's UDP buffer warning, from a Caddy log
 }
 
 // plan is the list of scenarios this run measures.
@@ -184,7 +189,7 @@ func run() int {
 	waitQuiet := flag.Duration("wait-quiet", 0, "before measuring, wait up to this long for the machine to be under 15% busy")
 	nginxBin := flag.String("nginx", "", "nginx binary to measure (default: nginx from PATH, if any)")
 	noNginx := flag.Bool("no-nginx", false, "do not measure nginx")
-	only := flag.String("only", "", "run only these scenarios (comma-separated keys, e.g. idle-cpu-h2); budgets of the others show INVALID")
+	only := flag.String("only", "", "run only these scenarios (comma-separated keys, e.g. idle-cpu-h2, or groups: fanout runs every fanout-*); budgets of the others show SKIP")
 	var co clusterOpts
 	flag.BoolVar(&co.on, "cluster", false, "measure clusters instead: 3 Caddy instances sharing on one redis-server against 3 sharing in-process (see bench/README.md)")
 	flag.IntVar(&co.perInstance, "cluster-clients", 0, "with -cluster: clients per instance (default 2000, -quick 200)")
@@ -201,9 +206,16 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	var onlyKeys []string
+	if *only != "" {
+		onlyKeys = strings.Split(*only, ",")
+	}
 	limit := 25 * time.Minute
 	if *quick {
 		limit = 10 * time.Minute
+	}
+	if est := 2 * plannedTime(scenarios(*quick), onlyKeys); !co.on && est > limit {
+		limit = est // the fan-out scenarios alone take about 40 minutes
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -223,10 +235,10 @@ func run() int {
 		*noNginx = true
 	}
 	if *only != "" {
-		b.only = strings.Split(*only, ",")
+		b.only = onlyKeys
 		for _, k := range b.only {
-			if !slices.ContainsFunc(b.plan(*quick), func(sc scenario) bool { return sc.key == k }) {
-				fmt.Fprintf(os.Stderr, "compare: -only: no scenario %q\n", k)
+			if !slices.ContainsFunc(b.plan(*quick), func(sc scenario) bool { return selected([]string{k}, sc.key) }) {
+				fmt.Fprintf(os.Stderr, "compare: -only: no scenario or group %q\n", k)
 				return 2
 			}
 		}
@@ -310,7 +322,7 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	fmt.Fprintf(os.Stderr, "compare: machine busy before measuring: %.0f%% of all CPUs\n", res.BusyAtStart)
 
 	for _, sc := range b.plan(quick) {
-		if len(b.only) > 0 && !slices.Contains(b.only, sc.key) {
+		if !selected(b.only, sc.key) {
 			continue
 		}
 		for round := 1; round <= sc.rounds; round++ {
@@ -338,6 +350,7 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	}
 	res.Finished = time.Now()
 	res.BusyAtEnd = machineBusy(b.ctx)
+	res.QUICNote = b.quicNote
 	if b.cluster.on {
 		res.evaluateCluster(b.plan(quick))
 		if err := res.writeCluster(out); err != nil {
@@ -415,7 +428,7 @@ func (b *bench) configure(res *results) error {
 		return err
 	}
 	b.certFile, b.keyFile = certFile, keyFile
-	ports, err := freePorts(len(subjects)*2 + 1)
+	ports, err := freePorts(len(subjects)*2 + 2)
 	if err != nil {
 		return err
 	}
@@ -462,14 +475,18 @@ func (b *bench) configure(res *results) error {
 	}
 	for _, s := range sites {
 		b.sites[s.subject+"/"+s.proto] = s.port
+		if s.proto == "h2" {
+			b.sites[s.subject+"/h3"] = s.port // the same site, over UDP
+		}
 	}
-	return b.configureNginx(res, ports[i])
+	return b.configureNginx(res, ports[i], ports[i+1])
 }
 
-// configureNginx writes nginx's config for one HTTP/1.1 site on port and
-// checks it with nginx -t. Without nginx, or if the check fails, nginx is
-// not measured and the report says why.
-func (b *bench) configureNginx(res *results, port int) error {
+// configureNginx writes nginx's config for an HTTP/1.1 site on port and an
+// HTTP/2 one (TLS) on h2port and checks it with nginx -t. Without nginx, or
+// if the check fails, nginx is not measured and the report says why.
+// nginx is not measured over HTTP/3; the report says so too.
+func (b *bench) configureNginx(res *results, port, h2port int) error {
 	if b.nginxBin == "" {
 		res.NginxNote = "nginx not measured: not installed (or -no-nginx)"
 		return nil
@@ -481,7 +498,10 @@ func (b *bench) configureNginx(res *results, port int) error {
 		}
 	}
 	b.nginxConf = filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(b.nginxConf, []byte(nginxConfig(prefix, port, b.upstream)), 0o644); err != nil {
+	v, _ := b.output(b.nginxBin, "-V")
+	version := strings.TrimPrefix(firstLine(v), "nginx version: ")
+	conf := nginxConfig(prefix, port, b.upstream, h2port, b.certFile, b.keyFile, version)
+	if err := os.WriteFile(b.nginxConf, []byte(conf), 0o644); err != nil {
 		return err
 	}
 	out, err := b.output(b.nginxBin, b.nginxArgs("-t")...)
@@ -491,9 +511,13 @@ func (b *bench) configureNginx(res *results, port int) error {
 		b.nginxBin = ""
 		return nil
 	}
-	v, _ := b.output(b.nginxBin, "-v")
-	res.NginxVersion = strings.TrimPrefix(firstLine(v), "nginx version: ")
+	res.NginxVersion = version
+	res.NginxH3Note = "nginx: no HTTP/3 module in this build"
+	if strings.Contains(v, "--with-http_v3_module") {
+		res.NginxH3Note = "nginx: has an HTTP/3 module, but this tool does not configure HTTP/3 for it yet"
+	}
 	b.sites["nginx/h1"] = port
+	b.sites["nginx/h2"] = h2port
 	return nil
 }
 
@@ -535,14 +559,23 @@ func (b *bench) startUpstream() error {
 // for proxied subjects so that no run inherits another's heap.
 func (b *bench) measure(sc scenario, key string) runResult {
 	r := runResult{Scenario: sc.key, Subject: key, Proto: sc.proto, Streams: sc.n}
+	if why := fdShortfall(sc, key, openFileLimit()); why != "" {
+		r.Skipped = why
+		return r
+	}
+	scheme := "http"
+	if sc.proto == "h2" || sc.proto == "h3" {
+		scheme = "https"
+	}
 	target, pid := "http://"+b.upstream, b.upPID
+	var caddyLog string
 	if subjectKind(key) == "nginx" {
 		port, ok := b.sites[key+"/"+sc.proto]
 		if !ok {
 			r.Err = "no nginx site over " + sc.proto
 			return r
 		}
-		target = fmt.Sprintf("http://127.0.0.1:%d", port)
+		target = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		b.runs++
 		logf, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("nginx-%02d-%s.log", b.runs, sc.key)))
 		if err != nil {
@@ -569,10 +602,6 @@ func (b *bench) measure(sc scenario, key string) runResult {
 			r.Err = "no site for " + key + " over " + sc.proto
 			return r
 		}
-		scheme := "http"
-		if sc.proto == "h2" {
-			scheme = "https"
-		}
 		target = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		b.runs++
 		logf, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("caddy-%02d-%s-%s.log", b.runs, sc.key, key)))
@@ -581,6 +610,7 @@ func (b *bench) measure(sc scenario, key string) runResult {
 			return r
 		}
 		defer logf.Close()
+		caddyLog = logf.Name()
 		caddy, err := b.ps.start("caddy", 1, b.caddyEnv, logf, logf, b.caddyBin,
 			"run", "--config", b.caddyfile, "--adapter", "caddyfile")
 		if err != nil {
@@ -594,7 +624,15 @@ func (b *bench) measure(sc scenario, key string) runResult {
 		}
 		pid = caddy.pid()
 	}
-	return b.runClient(sc, r, "-url", target+"/?"+sc.query, "-pid", strconv.Itoa(pid))
+	extra := []string{"-url", target + "/?" + sc.query, "-pid", strconv.Itoa(pid)}
+	if sc.h2PerConn > 0 {
+		extra = append(extra, "-h2-streams-per-conn", strconv.Itoa(sc.h2PerConn))
+	}
+	r = b.runClient(sc, r, extra...)
+	if sc.proto == "h3" && caddyLog != "" {
+		b.noteQUICWarning(caddyLog)
+	}
+	return r
 }
 
 // runClient runs sseload client for scenario sc with extra arguments (the
