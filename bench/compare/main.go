@@ -4,8 +4,9 @@
 // nginx if installed, and writes markdown tables, budget verdicts and a
 // latency chart to bench/results/.
 //
-//	go run ./bench/compare          # full run, about 15 minutes
-//	go run ./bench/compare -quick   # smoke check, about 5 minutes
+//	go run ./bench/compare              # full run, about 50 minutes
+//	go run ./bench/compare -quick       # smoke check, about 10 minutes
+//	go run ./bench/compare -only fanout # fan-out at browser scale only, about 35 minutes
 //
 // See bench/README.md for what each number means.
 package main
@@ -181,7 +182,7 @@ func (b *bench) plan(quick bool) []scenario {
 func main() { os.Exit(run()) }
 
 func run() int {
-	quick := flag.Bool("quick", false, "smaller and shorter runs (~2 minutes) for smoke checks")
+	quick := flag.Bool("quick", false, "smaller and shorter runs (~10 minutes; -only fanout ~4) for smoke checks")
 	out := flag.String("out", "", "results directory (default: bench/results in the module root)")
 	caddyBin := flag.String("caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, Caddyfile, certificates)")
