@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -145,19 +144,15 @@ func fdShortfall(sc scenario, key string, limit uint64) string {
 // or send buffer it wants (net.core.rmem_max / wmem_max too small).
 const quicBufferWarning = "UDP-Buffer-Sizes"
 
-// noteQUICWarning reads a Caddy log and keeps quic-go's buffer-size warning
-// for the report, once.
-func (b *bench) noteQUICWarning(logPath string) {
+// noteQUICWarning keeps quic-go's buffer-size warning, if text (a log, from
+// source) has it, for the report, once.
+func (b *bench) noteQUICWarning(source, text string) {
 	if b.quicNote != "" {
 		return
 	}
-	data, err := os.ReadFile(logPath)
-	if err != nil {
-		return
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		if strings.Contains(line, quicBufferWarning) {
-			b.quicNote = "quic-go warned in Caddy's log: " + lastErrorLine(line)
+			b.quicNote = fmt.Sprintf("quic-go warned in %s: %s", source, lastErrorLine(line))
 			return
 		}
 	}

@@ -174,3 +174,20 @@ func TestFanoutTableAndGoals(t *testing.T) {
 		t.Errorf("scenarios not selected in the report:\n%s", md)
 	}
 }
+
+func TestQUICWarningNoted(t *testing.T) {
+	b := &bench{}
+	b.noteQUICWarning("Caddy's log", `{"level":"warn","msg":"admin endpoint disabled"}`+"\n")
+	if b.quicNote != "" {
+		t.Fatalf("noted %q", b.quicNote)
+	}
+	line := "2026/12/02 01:00:00 failed to sufficiently increase receive buffer size (was: 208 kiB, wanted: 7168 kiB, got: 416 kiB). See https://github.com/quic-go/quic-go/wiki/UDP-Buffer-Sizes for details."
+	b.noteQUICWarning("sseload client", "x\n"+line+"\n")
+	if !strings.Contains(b.quicNote, "sseload client") || !strings.Contains(b.quicNote, "wanted: 7168 kiB") {
+		t.Fatalf("noted %q", b.quicNote)
+	}
+	res := &results{QUICNote: b.quicNote, SSEAvailable: true}
+	if !strings.Contains(res.markdown(), "HTTP/3: quic-go warned in sseload client") {
+		t.Error("the report does not say quic-go warned")
+	}
+}

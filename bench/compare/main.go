@@ -153,6 +153,8 @@ type bench struct {
 	loadBin           string
 	upstream          string // host:port
 	upPID             int
+	upProc            *proc
+	upRestarts        int            // times the upstream was found stopped and started again
 	sites             map[string]int // subject/proto -> port
 	caddyfile         string
 	caddyEnv          []string
@@ -334,6 +336,9 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 				if err := b.ctx.Err(); err != nil {
 					return nil, fmt.Errorf("stopped: %w", context.Cause(b.ctx))
 				}
+				if err := b.ensureUpstream(); err != nil {
+					return nil, err
+				}
 				var r runResult
 				if sc.instances > 0 {
 					r = b.measureCluster(sc, key)
@@ -352,6 +357,7 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	res.Finished = time.Now()
 	res.BusyAtEnd = machineBusy(b.ctx)
 	res.QUICNote = b.quicNote
+	res.UpstreamRestarts = b.upRestarts
 	if b.cluster.on {
 		res.evaluateCluster(b.plan(quick))
 		if err := res.writeCluster(out); err != nil {
@@ -543,7 +549,11 @@ func (b *bench) serves(key, proto string) bool {
 
 // startUpstream starts the SSE upstream on CPU 0 and waits until it answers.
 func (b *bench) startUpstream() error {
-	logf, err := os.Create(filepath.Join(b.tmp, "upstream.log"))
+	name := "upstream.log"
+	if b.upRestarts > 0 {
+		name = fmt.Sprintf("upstream-%d.log", b.upRestarts)
+	}
+	logf, err := os.Create(filepath.Join(b.tmp, name))
 	if err != nil {
 		return err
 	}
@@ -552,8 +562,19 @@ func (b *bench) startUpstream() error {
 	if err != nil {
 		return err
 	}
-	b.upPID = p.pid()
+	b.upPID, b.upProc = p.pid(), p
 	return waitHTTP(b.ctx, p, "http://"+b.upstream+"/healthz", 10*time.Second)
+}
+
+// ensureUpstream starts the upstream again, on the same address, if it has
+// exited: something outside the comparison stopped it. The report counts it.
+func (b *bench) ensureUpstream() error {
+	if b.upProc == nil || !b.upProc.exited() {
+		return nil
+	}
+	b.upRestarts++
+	fmt.Fprintf(os.Stderr, "compare: the upstream exited (%v); starting it again\n", b.upProc.err)
+	return b.startUpstream()
 }
 
 // measure runs one scenario against one subject, with a fresh Caddy process
@@ -631,7 +652,9 @@ func (b *bench) measure(sc scenario, key string) runResult {
 	}
 	r = b.runClient(sc, r, extra...)
 	if sc.proto == "h3" && caddyLog != "" {
-		b.noteQUICWarning(caddyLog)
+		if data, err := os.ReadFile(caddyLog); err == nil {
+			b.noteQUICWarning("Caddy's log", string(data))
+		}
 	}
 	return r
 }
@@ -657,6 +680,9 @@ func (b *bench) runClient(sc scenario, r runResult, extra ...string) runResult {
 	case <-b.ctx.Done():
 		client.stop(2 * time.Second)
 		err = context.Cause(b.ctx)
+	}
+	if sc.proto == "h3" {
+		b.noteQUICWarning("sseload client", stderr.String())
 	}
 	if err != nil {
 		r.Err = fmt.Sprintf("client: %v: %s", err, strings.TrimSpace(stderr.String()))

@@ -175,26 +175,29 @@ type budget struct {
 
 // results is everything one comparison produced.
 type results struct {
-	Quick        bool         `json:"quick"`
-	Started      time.Time    `json:"started"`
-	Finished     time.Time    `json:"finished"`
-	Env          string       `json:"environment"`
-	Pinning      string       `json:"pinning"`
-	BusyAtStart  float64      `json:"machine_busy_percent_at_start"`
-	BusyAtEnd    float64      `json:"machine_busy_percent_at_end"`
-	CaddyVersion string       `json:"caddy_version"`
-	NginxVersion string       `json:"nginx_version,omitempty"`
-	NginxNote    string       `json:"nginx_note,omitempty"`
-	NginxH3Note  string       `json:"nginx_h3_note,omitempty"` // why nginx is not measured over HTTP/3
-	QUICNote     string       `json:"quic_note,omitempty"`     // quic-go's UDP buffer warning in Caddy's log, if any
-	SSEAvailable bool         `json:"sse_proxy_available"`
-	SSENote      string       `json:"sse_proxy_note,omitempty"`
-	Only         []string     `json:"only,omitempty"`    // scenarios run with -only
-	Cluster      *clusterInfo `json:"cluster,omitempty"` // -cluster
-	Runs         []runResult  `json:"runs"`
-	Budgets      []budget     `json:"budgets"`
-	plan         []scenario
-	anyFail      bool
+	Quick        bool      `json:"quick"`
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
+	Env          string    `json:"environment"`
+	Pinning      string    `json:"pinning"`
+	BusyAtStart  float64   `json:"machine_busy_percent_at_start"`
+	BusyAtEnd    float64   `json:"machine_busy_percent_at_end"`
+	CaddyVersion string    `json:"caddy_version"`
+	NginxVersion string    `json:"nginx_version,omitempty"`
+	NginxNote    string    `json:"nginx_note,omitempty"`
+	NginxH3Note  string    `json:"nginx_h3_note,omitempty"` // why nginx is not measured over HTTP/3
+	QUICNote     string    `json:"quic_note,omitempty"`     // quic-go's UDP buffer warning in Caddy's log or the client's, if any
+	// UpstreamRestarts counts the times the upstream was found stopped
+	// (from outside) between measurements and started again.
+	UpstreamRestarts int          `json:"upstream_restarts,omitempty"`
+	SSEAvailable     bool         `json:"sse_proxy_available"`
+	SSENote          string       `json:"sse_proxy_note,omitempty"`
+	Only             []string     `json:"only,omitempty"`    // scenarios run with -only
+	Cluster          *clusterInfo `json:"cluster,omitempty"` // -cluster
+	Runs             []runResult  `json:"runs"`
+	Budgets          []budget     `json:"budgets"`
+	plan             []scenario
+	anyFail          bool
 }
 
 // run returns the result of scenario sc for subject, its rounds combined,
@@ -461,6 +464,9 @@ func (res *results) markdown() string {
 		fmt.Fprintf(&b, "- HTTP/3: %s\n", res.QUICNote)
 	}
 	fmt.Fprintf(&b, "- Upstream: `sseload upstream` (HTTP/1.1); client: `sseload client`; latency = receive time − send time stamped in the event, same clock\n")
+	if res.UpstreamRestarts > 0 {
+		fmt.Fprintf(&b, "- **The upstream was stopped from outside the comparison and started again %d time(s)**: the measurement it died in lists lost events\n", res.UpstreamRestarts)
+	}
 	if res.SSENote != "" {
 		fmt.Fprintf(&b, "- **%s**\n", res.SSENote)
 	}
