@@ -278,6 +278,10 @@ func (res *results) fanoutTable(b *strings.Builder) {
 			case r.Err != "" || r.Report.Process == nil:
 				fmt.Fprintf(b, "%s %s | error: %s ||||||||\n", head, label(key), r.Err)
 				continue
+			case len(r.problems()) > 0:
+				// No clean round: numbers from broken rounds would mislead.
+				fmt.Fprintf(b, "%s %s | invalid, no clean round (see Problems): %s ||||||||\n", head, label(key), r.problems()[0])
+				continue
 			}
 			st := fanoutStatsOf(r)
 			vsNginx, vsRP := "—", "—"

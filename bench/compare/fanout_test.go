@@ -130,6 +130,9 @@ func TestFanoutTableAndGoals(t *testing.T) {
 	// One round of share lost events: left out, the row says 2 of 3.
 	res.Runs[len(res.Runs)-1].Report.Gaps = 3
 	res.Runs = append(res.Runs, runResult{Scenario: "fanout-8k-h2conn", Subject: "reverse_proxy", Round: 1, Skipped: "not enough open files"})
+	broken := fanoutRun("fanout-8k-h2conn", "nginx", 1, 1, 1, 1, 1)
+	broken.Report.EndedEarly = 10
+	res.Runs = append(res.Runs, broken)
 	res.evaluate(scenarios(false))
 	verdicts := map[string]string{}
 	for _, b := range res.Budgets {
@@ -163,6 +166,7 @@ func TestFanoutTableAndGoals(t *testing.T) {
 		"| 8000 × 2 | HTTP/3 | Caddy sse_proxy (share) (2 of 3 rounds) |",
 		"| 8000 × 2 | HTTP/3 | nginx | nginx: no HTTP/3 module in this build |",
 		"| 8000 × 2 | HTTP/2, a connection per client | Caddy reverse_proxy | skipped: not enough open files |",
+		"| 8000 × 2 | HTTP/2, a connection per client | nginx | invalid, no clean round (see Problems): round 1: 10 streams ended early |",
 		"Noise: the widest range over the rounds of one subject, as a share of its median: p50 50% (fanout-2k-h2, Caddy sse_proxy (share))",
 		"does not change the exit status",
 	} {

@@ -614,8 +614,9 @@ func (st *streamStat) fail(kind, msg string) {
 	}
 }
 
-// errKind shortens an error to a category without addresses or ports:
-// the text after its last ": ".
+// errKind shortens an error to a category without addresses, ports or
+// HTTP/2 stream IDs: the text after its last ": ", without a leading
+// "stream ID N; " (an HTTP/2 stream error names its stream).
 func errKind(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "timeout"
@@ -623,6 +624,11 @@ func errKind(err error) string {
 	s := err.Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 {
 		s = s[i+2:]
+	}
+	if rest, ok := strings.CutPrefix(s, "stream ID "); ok {
+		if id, after, ok := strings.Cut(rest, "; "); ok && id != "" && strings.Trim(id, "0123456789") == "" {
+			s = "HTTP/2 stream error: " + after
+		}
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -243,6 +244,21 @@ func TestClientH2StreamsPerConn(t *testing.T) {
 		mu.Unlock()
 		if got != c.wantConns || streams != c.n {
 			t.Errorf("%d streams, %d per connection: %d streams over %d connections, want %d connections", c.n, c.perConn, streams, got, c.wantConns)
+		}
+	}
+}
+
+// Errors are counted by kind: an HTTP/2 stream error's kind does not name
+// its stream, so a proxy resetting 500 streams is one kind, not 500.
+func TestErrKind(t *testing.T) {
+	for _, c := range []struct{ err, want string }{
+		{"stream error: stream ID 101; INTERNAL_ERROR; received from peer", "HTTP/2 stream error: INTERNAL_ERROR; received from peer"},
+		{"read tcp 127.0.0.1:5000->127.0.0.1:6000: read: connection reset by peer", "connection reset by peer"},
+		{"unexpected EOF", "unexpected EOF"},
+		{"x: stream ID abc; y", "stream ID abc; y"},
+	} {
+		if got := errKind(errors.New(c.err)); got != c.want {
+			t.Errorf("errKind(%q) = %q, want %q", c.err, got, c.want)
 		}
 	}
 }
