@@ -170,7 +170,7 @@ type bench struct {
 	certFile, keyFile string
 	clusterCF         map[string][]string // cluster subject -> each instance's Caddyfile
 	clusterPorts      [][2]int            // each instance's h1 and h2 ports
-	quicNote          string              // quic-go's UDP buffer warning, from a Caddy log
+	quicNote          string              // quic-go's UDP buffer warning, from a Caddy log or an h3 client's output
 }
 
 // plan is the list of scenarios this run measures.
@@ -218,7 +218,7 @@ func run() int {
 		limit = 10 * time.Minute
 	}
 	if est := 2 * plannedTime(scenarios(*quick), onlyKeys); !co.on && est > limit {
-		limit = est // the fan-out scenarios alone take about 40 minutes
+		limit = est // the fan-out scenarios alone take about 35 minutes
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
