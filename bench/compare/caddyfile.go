@@ -9,7 +9,7 @@ import (
 // site is one Caddy site: a subject served over one protocol on its own port.
 type site struct {
 	subject string
-	proto   string // h1: plain HTTP; h2: TLS (Caddy negotiates h2 by ALPN)
+	proto   string // h1: plain HTTP; h2: TLS (Caddy negotiates h2 by ALPN, and serves h3 on the same UDP port)
 	port    int
 }
 
@@ -30,24 +30,29 @@ func handlerBlock(subject string, upstream string) string {
 }
 
 // globalOptions start every Caddyfile of the comparison: no admin
-// endpoint, no automatic HTTPS, HTTP/1.1 and HTTP/2, warnings only.
-const globalOptions = `{
+// endpoint, no automatic HTTPS, the given protocols ("h1 h2", or "h1 h2 h3":
+// TLS sites then serve HTTP/3 on the UDP port of the same number), warnings
+// only.
+func globalOptions(protocols string) string {
+	return `{
 	admin off
 	auto_https off
 	persist_config off
 	servers {
-		protocols h1 h2
+		protocols ` + protocols + `
 	}
 	log {
 		level WARN
 	}
 }
 `
+}
 
-// caddyfile renders one Caddyfile with every site. Sites bind to 127.0.0.1 only.
+// caddyfile renders one Caddyfile with every site. Sites bind to 127.0.0.1
+// only; the TLS sites serve HTTP/2 over TCP and HTTP/3 over UDP.
 func caddyfile(sites []site, upstream, certFile, keyFile string) string {
 	var b strings.Builder
-	b.WriteString(globalOptions)
+	b.WriteString(globalOptions("h1 h2 h3"))
 	for _, s := range sites {
 		scheme, tls := "http", ""
 		if s.proto == "h2" {
@@ -82,8 +87,34 @@ func freePorts(n int) ([]int, error) {
 // nginxConfig renders an nginx config for SSE proxying as commonly
 // recommended: one process (daemon off, master_process off), HTTP/1.1 on
 // 127.0.0.1:port, proxy_buffering off, HTTP/1.1 upstream keep-alive with an
-// empty Connection header, long read timeout. Paths live under prefix.
-func nginxConfig(prefix string, port int, upstream string) string {
+// empty Connection header, long read timeout. With h2port > 0 a second
+// server serves the same over TLS with HTTP/2 (certFile, keyFile), in the
+// syntax of the given nginx version ("1.22.1"): `listen ... ssl http2`
+// before 1.25.1, `http2 on` since. Paths live under prefix.
+func nginxConfig(prefix string, port int, upstream string, h2port int, certFile, keyFile, version string) string {
+	location := `
+		location / {
+			proxy_pass http://sse;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+			proxy_cache off;
+			proxy_read_timeout 1h;
+		}`
+	h2 := ""
+	if h2port > 0 {
+		listen := fmt.Sprintf("listen 127.0.0.1:%d ssl http2;", h2port)
+		if nginxHasHTTP2Directive(version) {
+			listen = fmt.Sprintf("listen 127.0.0.1:%d ssl;\n\t\thttp2 on;", h2port)
+		}
+		h2 = fmt.Sprintf(`
+
+	server {
+		%s
+		ssl_certificate %s;
+		ssl_certificate_key %s;%s
+	}`, listen, certFile, keyFile, location)
+	}
 	return fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
@@ -109,16 +140,19 @@ http {
 	}
 
 	server {
-		listen 127.0.0.1:%[2]d;
-		location / {
-			proxy_pass http://sse;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_buffering off;
-			proxy_cache off;
-			proxy_read_timeout 1h;
-		}
-	}
+		listen 127.0.0.1:%[2]d;%[4]s
+	}%[5]s
 }
-`, prefix, port, upstream)
+`, prefix, port, upstream, location, h2)
+}
+
+// nginxHasHTTP2Directive reports whether nginx of this version ("1.25.1")
+// turns HTTP/2 on with the `http2` directive (1.25.1 and later) rather
+// than the listen parameter, which later versions deprecate.
+func nginxHasHTTP2Directive(version string) bool {
+	var major, minor, patch int
+	if n, _ := fmt.Sscanf(strings.TrimPrefix(version, "nginx/"), "%d.%d.%d", &major, &minor, &patch); n < 2 {
+		return false
+	}
+	return major > 1 || (major == 1 && (minor > 25 || (minor == 25 && patch >= 1)))
 }

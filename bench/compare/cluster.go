@@ -130,7 +130,7 @@ func clusterHandler(subject, upstream, redis string, lease time.Duration) string
 // ports[0] and a TLS (HTTP/2) site on ports[1], bound to 127.0.0.1.
 func clusterCaddyfile(subject string, instance int, ports [2]int, upstream, redis string, lease time.Duration, certFile, keyFile string) string {
 	var b strings.Builder
-	b.WriteString(globalOptions)
+	b.WriteString(globalOptions("h1 h2"))
 	handler := clusterHandler(subject, upstream, redis, lease)
 	fmt.Fprintf(&b, "\n# %s, instance %d, HTTP/1.1\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", subject, instance, ports[0], handler)
 	fmt.Fprintf(&b, "\n# %s, instance %d, HTTP/2\nhttps://127.0.0.1:%d {\n\tbind 127.0.0.1\n\ttls %s %s\n\t%s\n}\n",

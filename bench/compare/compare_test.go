@@ -24,14 +24,25 @@ func TestCaddyfileSites(t *testing.T) {
 }
 
 func TestNginxConfig(t *testing.T) {
-	conf := nginxConfig("/tmp/x/nginx", 1004, "127.0.0.1:9000")
+	conf := nginxConfig("/tmp/x/nginx", 1004, "127.0.0.1:9000", 1005, "/c.pem", "/k.pem", "nginx/1.22.1")
 	for _, want := range []string{
 		"master_process off;", "daemon off;", "listen 127.0.0.1:1004;", "server 127.0.0.1:9000;",
 		"proxy_buffering off;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`,
+		"listen 127.0.0.1:1005 ssl http2;", "ssl_certificate /c.pem;", "ssl_certificate_key /k.pem;",
 	} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("nginx config lacks %q:\n%s", want, conf)
 		}
+	}
+	if n := strings.Count(conf, "proxy_buffering off;"); n != 2 {
+		t.Errorf("%d locations with proxy_buffering off, want one per server", n)
+	}
+	conf = nginxConfig("/tmp/x/nginx", 1004, "127.0.0.1:9000", 1005, "/c.pem", "/k.pem", "nginx/1.26.3")
+	if !strings.Contains(conf, "listen 127.0.0.1:1005 ssl;\n\t\thttp2 on;") {
+		t.Errorf("nginx 1.26 config without `http2 on`:\n%s", conf)
+	}
+	if conf := nginxConfig("/tmp/x/nginx", 1004, "127.0.0.1:9000", 0, "", "", ""); strings.Contains(conf, "ssl") {
+		t.Errorf("HTTP/2 server without a port:\n%s", conf)
 	}
 }
 

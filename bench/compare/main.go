@@ -4,8 +4,9 @@
 // nginx if installed, and writes markdown tables, budget verdicts and a
 // latency chart to bench/results/.
 //
-//	go run ./bench/compare          # full run, about 15 minutes
-//	go run ./bench/compare -quick   # smoke check, about 5 minutes
+//	go run ./bench/compare              # full run, about 50 minutes
+//	go run ./bench/compare -quick       # smoke check, about 10 minutes
+//	go run ./bench/compare -only fanout # fan-out at browser scale only, about 35 minutes
 //
 // See bench/README.md for what each number means.
 package main
@@ -41,7 +42,8 @@ type subject struct {
 }
 
 // subjects in table order. Caddy subjects get a site per protocol in the
-// Caddyfile (handlerBlock); nginx serves HTTP/1.1 only.
+// Caddyfile (handlerBlock; the TLS site serves HTTP/2 and HTTP/3); nginx
+// serves HTTP/1.1 and HTTP/2 (no HTTP/3 module in Debian's build).
 var subjects = []subject{
 	{"direct", "upstream directly", "direct"},
 	{"reverse_proxy", "Caddy reverse_proxy", "caddy"},
@@ -65,7 +67,7 @@ func subjectKind(key string) string {
 // scenario is one client run against each of its subjects.
 type scenario struct {
 	key      string
-	kind     string // latency, cost, idle or cluster: which table shows it
+	kind     string // latency, cost, idle, fanout or cluster: which table shows it
 	title    string
 	proto    string
 	subjects []string
@@ -79,6 +81,9 @@ type scenario struct {
 	// instances is the number of Caddy instances a cluster scenario runs;
 	// n counts the clients of all of them.
 	instances int
+	// h2PerConn, over HTTP/2, puts the streams on one connection per this
+	// many (sseload -h2-streams-per-conn); 0 packs them.
+	h2PerConn int
 }
 
 // scenarios returns the full or quick plan.
@@ -97,7 +102,7 @@ func scenarios(quick bool) []scenario {
 	h1proxies := []string{"reverse_proxy", "sse_proxy", "sse_proxy_share", "nginx"}
 	h2proxies := []string{"reverse_proxy", "sse_proxy", "sse_proxy_share"}
 	bn := pick(2000, 400)
-	return []scenario{
+	return append([]scenario{
 		{key: "latency", kind: "latency", title: "Added latency", proto: "h1", subjects: all, n: 100, rounds: pick(3, 2),
 			query: "rate=20&size=256&mode=per-stream", rate: 20,
 			duration: sec(10, 4), ramp: sec(1, 1), warmup: sec(2, 1)},
@@ -124,7 +129,7 @@ func scenarios(quick bool) []scenario {
 			n: pick(10000, 2000), rounds: 1,
 			query:    "rate=0",
 			duration: sec(32, 10), ramp: sec(10, 2), warmup: sec(5, 2)},
-	}
+	}, fanoutScenarios(quick)...)
 }
 
 // order returns the subjects of round (from 1): forward in odd rounds,
@@ -148,6 +153,8 @@ type bench struct {
 	loadBin           string
 	upstream          string // host:port
 	upPID             int
+	upProc            *proc
+	upRestarts        int            // times the upstream was found stopped and started again
 	sites             map[string]int // subject/proto -> port
 	caddyfile         string
 	caddyEnv          []string
@@ -163,6 +170,7 @@ type bench struct {
 	certFile, keyFile string
 	clusterCF         map[string][]string // cluster subject -> each instance's Caddyfile
 	clusterPorts      [][2]int            // each instance's h1 and h2 ports
+	quicNote          string              // quic-go's UDP buffer warning, from a Caddy log or an h3 client's output
 }
 
 // plan is the list of scenarios this run measures.
@@ -176,7 +184,7 @@ func (b *bench) plan(quick bool) []scenario {
 func main() { os.Exit(run()) }
 
 func run() int {
-	quick := flag.Bool("quick", false, "smaller and shorter runs (~2 minutes) for smoke checks")
+	quick := flag.Bool("quick", false, "smaller and shorter runs (~10 minutes; -only fanout ~4) for smoke checks")
 	out := flag.String("out", "", "results directory (default: bench/results in the module root)")
 	caddyBin := flag.String("caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, Caddyfile, certificates)")
@@ -184,7 +192,7 @@ func run() int {
 	waitQuiet := flag.Duration("wait-quiet", 0, "before measuring, wait up to this long for the machine to be under 15% busy")
 	nginxBin := flag.String("nginx", "", "nginx binary to measure (default: nginx from PATH, if any)")
 	noNginx := flag.Bool("no-nginx", false, "do not measure nginx")
-	only := flag.String("only", "", "run only these scenarios (comma-separated keys, e.g. idle-cpu-h2); budgets of the others show INVALID")
+	only := flag.String("only", "", "run only these scenarios (comma-separated keys, e.g. idle-cpu-h2, or groups: fanout runs every fanout-*); budgets of the others show SKIP")
 	var co clusterOpts
 	flag.BoolVar(&co.on, "cluster", false, "measure clusters instead: 3 Caddy instances sharing on one redis-server against 3 sharing in-process (see bench/README.md)")
 	flag.IntVar(&co.perInstance, "cluster-clients", 0, "with -cluster: clients per instance (default 2000, -quick 200)")
@@ -201,9 +209,16 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	var onlyKeys []string
+	if *only != "" {
+		onlyKeys = strings.Split(*only, ",")
+	}
 	limit := 25 * time.Minute
 	if *quick {
 		limit = 10 * time.Minute
+	}
+	if est := 2 * plannedTime(scenarios(*quick), onlyKeys); !co.on && est > limit {
+		limit = est // the fan-out scenarios alone take about 35 minutes
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -223,10 +238,10 @@ func run() int {
 		*noNginx = true
 	}
 	if *only != "" {
-		b.only = strings.Split(*only, ",")
+		b.only = onlyKeys
 		for _, k := range b.only {
-			if !slices.ContainsFunc(b.plan(*quick), func(sc scenario) bool { return sc.key == k }) {
-				fmt.Fprintf(os.Stderr, "compare: -only: no scenario %q\n", k)
+			if !slices.ContainsFunc(b.plan(*quick), func(sc scenario) bool { return selected([]string{k}, sc.key) }) {
+				fmt.Fprintf(os.Stderr, "compare: -only: no scenario or group %q\n", k)
 				return 2
 			}
 		}
@@ -310,7 +325,7 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	fmt.Fprintf(os.Stderr, "compare: machine busy before measuring: %.0f%% of all CPUs\n", res.BusyAtStart)
 
 	for _, sc := range b.plan(quick) {
-		if len(b.only) > 0 && !slices.Contains(b.only, sc.key) {
+		if !selected(b.only, sc.key) {
 			continue
 		}
 		for round := 1; round <= sc.rounds; round++ {
@@ -320,6 +335,9 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 				}
 				if err := b.ctx.Err(); err != nil {
 					return nil, fmt.Errorf("stopped: %w", context.Cause(b.ctx))
+				}
+				if err := b.ensureUpstream(); err != nil {
+					return nil, err
 				}
 				var r runResult
 				if sc.instances > 0 {
@@ -338,6 +356,8 @@ func (b *bench) main(quick bool, out, caddyBin string, keep bool) (*results, err
 	}
 	res.Finished = time.Now()
 	res.BusyAtEnd = machineBusy(b.ctx)
+	res.QUICNote = b.quicNote
+	res.UpstreamRestarts = b.upRestarts
 	if b.cluster.on {
 		res.evaluateCluster(b.plan(quick))
 		if err := res.writeCluster(out); err != nil {
@@ -415,7 +435,7 @@ func (b *bench) configure(res *results) error {
 		return err
 	}
 	b.certFile, b.keyFile = certFile, keyFile
-	ports, err := freePorts(len(subjects)*2 + 1)
+	ports, err := freePorts(len(subjects)*2 + 2)
 	if err != nil {
 		return err
 	}
@@ -462,14 +482,18 @@ func (b *bench) configure(res *results) error {
 	}
 	for _, s := range sites {
 		b.sites[s.subject+"/"+s.proto] = s.port
+		if s.proto == "h2" {
+			b.sites[s.subject+"/h3"] = s.port // the same site, over UDP
+		}
 	}
-	return b.configureNginx(res, ports[i])
+	return b.configureNginx(res, ports[i], ports[i+1])
 }
 
-// configureNginx writes nginx's config for one HTTP/1.1 site on port and
-// checks it with nginx -t. Without nginx, or if the check fails, nginx is
-// not measured and the report says why.
-func (b *bench) configureNginx(res *results, port int) error {
+// configureNginx writes nginx's config for an HTTP/1.1 site on port and an
+// HTTP/2 one (TLS) on h2port and checks it with nginx -t. Without nginx, or
+// if the check fails, nginx is not measured and the report says why.
+// nginx is not measured over HTTP/3; the report says so too.
+func (b *bench) configureNginx(res *results, port, h2port int) error {
 	if b.nginxBin == "" {
 		res.NginxNote = "nginx not measured: not installed (or -no-nginx)"
 		return nil
@@ -481,7 +505,10 @@ func (b *bench) configureNginx(res *results, port int) error {
 		}
 	}
 	b.nginxConf = filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(b.nginxConf, []byte(nginxConfig(prefix, port, b.upstream)), 0o644); err != nil {
+	v, _ := b.output(b.nginxBin, "-V")
+	version := strings.TrimPrefix(firstLine(v), "nginx version: ")
+	conf := nginxConfig(prefix, port, b.upstream, h2port, b.certFile, b.keyFile, version)
+	if err := os.WriteFile(b.nginxConf, []byte(conf), 0o644); err != nil {
 		return err
 	}
 	out, err := b.output(b.nginxBin, b.nginxArgs("-t")...)
@@ -491,9 +518,13 @@ func (b *bench) configureNginx(res *results, port int) error {
 		b.nginxBin = ""
 		return nil
 	}
-	v, _ := b.output(b.nginxBin, "-v")
-	res.NginxVersion = strings.TrimPrefix(firstLine(v), "nginx version: ")
+	res.NginxVersion = version
+	res.NginxH3Note = "nginx: no HTTP/3 module in this build"
+	if strings.Contains(v, "--with-http_v3_module") {
+		res.NginxH3Note = "nginx: has an HTTP/3 module, but this tool does not configure HTTP/3 for it yet"
+	}
 	b.sites["nginx/h1"] = port
+	b.sites["nginx/h2"] = h2port
 	return nil
 }
 
@@ -518,7 +549,11 @@ func (b *bench) serves(key, proto string) bool {
 
 // startUpstream starts the SSE upstream on CPU 0 and waits until it answers.
 func (b *bench) startUpstream() error {
-	logf, err := os.Create(filepath.Join(b.tmp, "upstream.log"))
+	name := "upstream.log"
+	if b.upRestarts > 0 {
+		name = fmt.Sprintf("upstream-%d.log", b.upRestarts)
+	}
+	logf, err := os.Create(filepath.Join(b.tmp, name))
 	if err != nil {
 		return err
 	}
@@ -527,22 +562,42 @@ func (b *bench) startUpstream() error {
 	if err != nil {
 		return err
 	}
-	b.upPID = p.pid()
+	b.upPID, b.upProc = p.pid(), p
 	return waitHTTP(b.ctx, p, "http://"+b.upstream+"/healthz", 10*time.Second)
+}
+
+// ensureUpstream starts the upstream again, on the same address, if it has
+// exited: something outside the comparison stopped it. The report counts it.
+func (b *bench) ensureUpstream() error {
+	if b.upProc == nil || !b.upProc.exited() {
+		return nil
+	}
+	b.upRestarts++
+	fmt.Fprintf(os.Stderr, "compare: the upstream exited (%v); starting it again\n", b.upProc.err)
+	return b.startUpstream()
 }
 
 // measure runs one scenario against one subject, with a fresh Caddy process
 // for proxied subjects so that no run inherits another's heap.
 func (b *bench) measure(sc scenario, key string) runResult {
 	r := runResult{Scenario: sc.key, Subject: key, Proto: sc.proto, Streams: sc.n}
+	if why := fdShortfall(sc, key, openFileLimit()); why != "" {
+		r.Skipped = why
+		return r
+	}
+	scheme := "http"
+	if sc.proto == "h2" || sc.proto == "h3" {
+		scheme = "https"
+	}
 	target, pid := "http://"+b.upstream, b.upPID
+	var caddyLog string
 	if subjectKind(key) == "nginx" {
 		port, ok := b.sites[key+"/"+sc.proto]
 		if !ok {
 			r.Err = "no nginx site over " + sc.proto
 			return r
 		}
-		target = fmt.Sprintf("http://127.0.0.1:%d", port)
+		target = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		b.runs++
 		logf, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("nginx-%02d-%s.log", b.runs, sc.key)))
 		if err != nil {
@@ -569,10 +624,6 @@ func (b *bench) measure(sc scenario, key string) runResult {
 			r.Err = "no site for " + key + " over " + sc.proto
 			return r
 		}
-		scheme := "http"
-		if sc.proto == "h2" {
-			scheme = "https"
-		}
 		target = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		b.runs++
 		logf, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("caddy-%02d-%s-%s.log", b.runs, sc.key, key)))
@@ -581,6 +632,7 @@ func (b *bench) measure(sc scenario, key string) runResult {
 			return r
 		}
 		defer logf.Close()
+		caddyLog = logf.Name()
 		caddy, err := b.ps.start("caddy", 1, b.caddyEnv, logf, logf, b.caddyBin,
 			"run", "--config", b.caddyfile, "--adapter", "caddyfile")
 		if err != nil {
@@ -594,7 +646,17 @@ func (b *bench) measure(sc scenario, key string) runResult {
 		}
 		pid = caddy.pid()
 	}
-	return b.runClient(sc, r, "-url", target+"/?"+sc.query, "-pid", strconv.Itoa(pid))
+	extra := []string{"-url", target + "/?" + sc.query, "-pid", strconv.Itoa(pid)}
+	if sc.h2PerConn > 0 {
+		extra = append(extra, "-h2-streams-per-conn", strconv.Itoa(sc.h2PerConn))
+	}
+	r = b.runClient(sc, r, extra...)
+	if sc.proto == "h3" && caddyLog != "" {
+		if data, err := os.ReadFile(caddyLog); err == nil {
+			b.noteQUICWarning("Caddy's log", string(data))
+		}
+	}
+	return r
 }
 
 // runClient runs sseload client for scenario sc with extra arguments (the
@@ -618,6 +680,9 @@ func (b *bench) runClient(sc scenario, r runResult, extra ...string) runResult {
 	case <-b.ctx.Done():
 		client.stop(2 * time.Second)
 		err = context.Cause(b.ctx)
+	}
+	if sc.proto == "h3" {
+		b.noteQUICWarning("sseload client", stderr.String())
 	}
 	if err != nil {
 		r.Err = fmt.Sprintf("client: %v: %s", err, strings.TrimSpace(stderr.String()))

@@ -82,6 +82,7 @@ type runResult struct {
 	Streams  int             `json:"streams"`
 	Raw      json.RawMessage `json:"report,omitempty"`
 	Err      string          `json:"error,omitempty"`
+	Skipped  string          `json:"skipped,omitempty"` // why it was not measured (e.g. not enough open files)
 	Report   clientReport    `json:"-"`
 
 	// Set on results combined from several rounds.
@@ -96,6 +97,9 @@ type runResult struct {
 func (r *runResult) problems() []string {
 	if r.rounds > 0 {
 		return r.roundIssues
+	}
+	if r.Skipped != "" {
+		return nil
 	}
 	if r.Err != "" {
 		return []string{r.Err}
@@ -133,6 +137,9 @@ func (r *runResult) problems() []string {
 }
 
 func (r *runResult) oneLine() string {
+	if r.Skipped != "" {
+		return "SKIPPED: " + r.Skipped
+	}
 	if r.Err != "" {
 		return "ERROR " + r.Err
 	}
@@ -161,28 +168,36 @@ type budget struct {
 	Measured string `json:"measured"`
 	Limit    string `json:"limit"`
 	Result   string `json:"result"` // PASS, FAIL, INVALID (a run had problems) or SKIP
+	// Goal marks a target not yet met (issue #13's fan-out goals): its FAIL
+	// or INVALID does not change the exit status.
+	Goal bool `json:"goal,omitempty"`
 }
 
 // results is everything one comparison produced.
 type results struct {
-	Quick        bool         `json:"quick"`
-	Started      time.Time    `json:"started"`
-	Finished     time.Time    `json:"finished"`
-	Env          string       `json:"environment"`
-	Pinning      string       `json:"pinning"`
-	BusyAtStart  float64      `json:"machine_busy_percent_at_start"`
-	BusyAtEnd    float64      `json:"machine_busy_percent_at_end"`
-	CaddyVersion string       `json:"caddy_version"`
-	NginxVersion string       `json:"nginx_version,omitempty"`
-	NginxNote    string       `json:"nginx_note,omitempty"`
-	SSEAvailable bool         `json:"sse_proxy_available"`
-	SSENote      string       `json:"sse_proxy_note,omitempty"`
-	Only         []string     `json:"only,omitempty"`    // scenarios run with -only
-	Cluster      *clusterInfo `json:"cluster,omitempty"` // -cluster
-	Runs         []runResult  `json:"runs"`
-	Budgets      []budget     `json:"budgets"`
-	plan         []scenario
-	anyFail      bool
+	Quick        bool      `json:"quick"`
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
+	Env          string    `json:"environment"`
+	Pinning      string    `json:"pinning"`
+	BusyAtStart  float64   `json:"machine_busy_percent_at_start"`
+	BusyAtEnd    float64   `json:"machine_busy_percent_at_end"`
+	CaddyVersion string    `json:"caddy_version"`
+	NginxVersion string    `json:"nginx_version,omitempty"`
+	NginxNote    string    `json:"nginx_note,omitempty"`
+	NginxH3Note  string    `json:"nginx_h3_note,omitempty"` // why nginx is not measured over HTTP/3
+	QUICNote     string    `json:"quic_note,omitempty"`     // quic-go's UDP buffer warning in Caddy's log or the client's, if any
+	// UpstreamRestarts counts the times the upstream was found stopped
+	// (from outside) between measurements and started again.
+	UpstreamRestarts int          `json:"upstream_restarts,omitempty"`
+	SSEAvailable     bool         `json:"sse_proxy_available"`
+	SSENote          string       `json:"sse_proxy_note,omitempty"`
+	Only             []string     `json:"only,omitempty"`    // scenarios run with -only
+	Cluster          *clusterInfo `json:"cluster,omitempty"` // -cluster
+	Runs             []runResult  `json:"runs"`
+	Budgets          []budget     `json:"budgets"`
+	plan             []scenario
+	anyFail          bool
 }
 
 // run returns the result of scenario sc for subject, its rounds combined,
@@ -205,6 +220,15 @@ func (res *results) run(sc, subject string) *runResult {
 	}
 	if len(all) == 0 {
 		return nil
+	}
+	all = slices.DeleteFunc(all, func(r *runResult) bool { return r.Skipped != "" })
+	clean = slices.DeleteFunc(clean, func(r *runResult) bool { return r.Skipped != "" })
+	if len(all) == 0 {
+		for i := range res.Runs {
+			if r := &res.Runs[i]; r.Scenario == sc && r.Subject == subject {
+				return &runResult{Scenario: sc, Subject: subject, Proto: r.Proto, Streams: r.Streams, Skipped: r.Skipped}
+			}
+		}
 	}
 	first := all[0]
 	out := &runResult{Scenario: sc, Subject: subject, Proto: first.Proto, Streams: first.Streams, rounds: len(all)}
@@ -376,6 +400,7 @@ func (res *results) evaluate(plan []scenario) {
 			return sse.Report.Process.CPUPercent, 5
 		}, func(v float64) string { return fmt.Sprintf("%.2f%% of a core", v) })
 	}
+	res.fanoutGoals(plan)
 }
 
 func protoName(scenario string) string {
@@ -425,24 +450,39 @@ func (res *results) head(b *strings.Builder, title, units string) {
 func (res *results) markdown() string {
 	var b strings.Builder
 	res.head(&b, "sse_proxy vs reverse_proxy and nginx", "streams")
-	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; one Caddyfile with a reverse_proxy site, an sse_proxy site and an sse_proxy site with `share` per protocol; a fresh Caddy process for every measurement\n", res.CaddyVersion)
+	fmt.Fprintf(&b, "- Caddy: %s, built from this repository's cmd/caddy; one Caddyfile with a reverse_proxy site, an sse_proxy site and an sse_proxy site with `share` per protocol (the TLS sites serve HTTP/2 and HTTP/3); a fresh Caddy process for every measurement\n", res.CaddyVersion)
 	if res.NginxVersion != "" {
-		fmt.Fprintf(&b, "- nginx: %s, one process (`master_process off`), HTTP/1.1, `proxy_buffering off`, `proxy_http_version 1.1`, `Connection \"\"`; a fresh process for every measurement\n", res.NginxVersion)
+		fmt.Fprintf(&b, "- nginx: %s, one process (`master_process off`), HTTP/1.1 and HTTP/2 (TLS, same certificate), `proxy_buffering off`, `proxy_http_version 1.1`, `Connection \"\"`; a fresh process for every measurement\n", res.NginxVersion)
 	}
 	if res.NginxNote != "" {
 		fmt.Fprintf(&b, "- %s\n", res.NginxNote)
 	}
+	if res.NginxH3Note != "" {
+		fmt.Fprintf(&b, "- %s\n", res.NginxH3Note)
+	}
+	if res.QUICNote != "" {
+		fmt.Fprintf(&b, "- HTTP/3: %s\n", res.QUICNote)
+	}
 	fmt.Fprintf(&b, "- Upstream: `sseload upstream` (HTTP/1.1); client: `sseload client`; latency = receive time − send time stamped in the event, same clock\n")
+	if res.UpstreamRestarts > 0 {
+		fmt.Fprintf(&b, "- **The upstream was stopped from outside the comparison and started again %d time(s)**: the measurement it died in lists lost events\n", res.UpstreamRestarts)
+	}
 	if res.SSENote != "" {
 		fmt.Fprintf(&b, "- **%s**\n", res.SSENote)
 	}
 	fmt.Fprintf(&b, "- Chart: [latency.svg](latency.svg)\n\n")
 
+	fanoutDone := false
 	for _, sc := range res.plan {
-		if len(res.Only) > 0 && !slices.Contains(res.Only, sc.key) {
+		if !selected(res.Only, sc.key) {
 			continue
 		}
 		switch sc.kind {
+		case "fanout":
+			if !fanoutDone {
+				res.fanoutTable(&b)
+				fanoutDone = true
+			}
 		case "latency":
 			res.latencyTable(&b, sc)
 		case "cost":
@@ -460,10 +500,16 @@ func (res *results) markdown() string {
 // after it, if any), and the problems of every run.
 func (res *results) budgetsAndProblems(b *strings.Builder, note string) {
 	b.WriteString("## Budgets\n\n| budget | measured | limit | result |\n|---|---:|---:|---|\n")
+	goals := false
 	for _, bu := range res.Budgets {
 		fmt.Fprintf(b, "| %s | %s | %s | **%s** |\n", bu.Name, orDash(bu.Measured), orDash(bu.Limit), bu.Result)
+		goals = goals || bu.Goal
 	}
-	b.WriteString("\n" + note)
+	b.WriteString("\n")
+	if goals {
+		b.WriteString("Goals (#13) are targets not yet met: their FAIL or INVALID is reported but does not change the exit status.\n\n")
+	}
+	b.WriteString(note)
 	var notes []string
 	for i := range res.Runs {
 		r := &res.Runs[i]

@@ -40,6 +40,7 @@ type clientConfig struct {
 	redis          string // a redis-server whose CPU and commands are sampled around the window
 	readBuf        int
 	h3PerConn      int
+	h2PerConn      int    // with -proto h2: streams per connection group; 0 packs them as the server allows
 	upstreamHealth string // an sseload upstream's /healthz, sampled at the window's end
 }
 
@@ -103,6 +104,7 @@ func runClient(args []string) error {
 	fs.StringVar(&cfg.redis, "redis", "", "sample this redis-server's CPU and commands (INFO) around the window: `host:port or /unix/socket` (on this machine)")
 	fs.IntVar(&cfg.readBuf, "read-buffer", 4096, "read buffer bytes per stream")
 	fs.IntVar(&cfg.h3PerConn, "h3-streams-per-conn", 100, "with -proto h3, open a QUIC connection per this many streams")
+	fs.IntVar(&cfg.h2PerConn, "h2-streams-per-conn", 0, "with -proto h2, spread the streams over one connection per this many (1: a connection per stream, as separate browsers have); 0: as many streams per connection as the server allows")
 	fs.StringVar(&cfg.upstreamHealth, "upstream-health", "", "`URL` of the sseload upstream's /healthz: report how many upstream streams serve the client's streams (1 when a proxy shares one upstream stream)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: sseload client -url URL [flags]\n\n")
@@ -166,6 +168,10 @@ func (cfg *clientConfig) validate() error {
 		return errors.New("-read-buffer must be in 64..1048576")
 	case cfg.h3PerConn < 1 || cfg.h3PerConn > 10_000:
 		return errors.New("-h3-streams-per-conn must be in 1..10000")
+	case cfg.h2PerConn < 0 || cfg.h2PerConn > 10_000:
+		return errors.New("-h2-streams-per-conn must be in 0..10000")
+	case cfg.h2PerConn > 0 && cfg.proto != "h2":
+		return errors.New("-h2-streams-per-conn needs -proto h2")
 	}
 	switch cfg.proto {
 	case "h1", "h2":
@@ -194,13 +200,18 @@ func (cfg *clientConfig) validate() error {
 
 // openFilesNeeded estimates the file descriptors a run needs: a connection
 // per stream over HTTP/1.1; over HTTP/2 at most 100 streams per connection
-// (servers allow at least that many: Go and Caddy 250, nginx 128); over
-// HTTP/3 one UDP socket per -h3-streams-per-conn streams. Plus some spare.
+// (servers allow at least that many: Go and Caddy 250, nginx 128), or
+// -h2-streams-per-conn if fewer; over HTTP/3 one UDP socket per
+// -h3-streams-per-conn streams. Plus some spare.
 func (cfg *clientConfig) openFilesNeeded() uint64 {
 	conns := cfg.n
 	switch cfg.proto {
 	case "h2":
-		conns = (cfg.n + 99) / 100
+		per := 100
+		if cfg.h2PerConn > 0 {
+			per = min(per, cfg.h2PerConn)
+		}
+		conns = (cfg.n + per - 1) / per
 	case "h3":
 		conns = (cfg.n + cfg.h3PerConn - 1) / cfg.h3PerConn
 	}
@@ -248,27 +259,29 @@ func newClient(cfg clientConfig) (*client, func(), error) {
 	c.winEnd.Store(math.MaxInt64)
 	tlsConf := &tls.Config{InsecureSkipVerify: cfg.insecure} //nolint:gosec // opt-in for self-signed benchmark certificates
 	switch cfg.proto {
-	case "h1", "h2":
-		t := &http.Transport{
-			Proxy:                 nil, // never detour through an environment proxy
-			DialContext:           (&net.Dialer{Timeout: cfg.connectTimeout}).DialContext,
-			TLSClientConfig:       tlsConf,
-			TLSHandshakeTimeout:   cfg.connectTimeout,
-			ResponseHeaderTimeout: cfg.connectTimeout,
-			DisableCompression:    true,
-			MaxIdleConnsPerHost:   -1,
-			Protocols:             new(http.Protocols),
-		}
-		if cfg.proto == "h1" {
-			t.Protocols.SetHTTP1(true)
-		} else {
-			// TLS with ALPN h2, or prior-knowledge h2c for http:// URLs. Streams
-			// share connections up to the server's concurrent stream limit.
-			t.Protocols.SetHTTP2(true)
-			t.Protocols.SetUnencryptedHTTP2(true)
-		}
+	case "h1":
+		t := newHTTPTransport(cfg, tlsConf)
 		c.rt = func(int) http.RoundTripper { return t }
 		return c, t.CloseIdleConnections, nil
+	case "h2":
+		if cfg.h2PerConn == 0 {
+			// Streams share connections up to the server's concurrent stream limit.
+			t := newHTTPTransport(cfg, tlsConf)
+			c.rt = func(int) http.RoundTripper { return t }
+			return c, t.CloseIdleConnections, nil
+		}
+		// One transport, so one connection pool, per group of h2PerConn
+		// streams: a group cannot share another group's connection.
+		ts := make([]*http.Transport, (cfg.n+cfg.h2PerConn-1)/cfg.h2PerConn)
+		for i := range ts {
+			ts[i] = newHTTPTransport(cfg, tlsConf)
+		}
+		c.rt = func(i int) http.RoundTripper { return ts[i/cfg.h2PerConn] }
+		return c, func() {
+			for _, t := range ts {
+				t.CloseIdleConnections()
+			}
+		}, nil
 	case "h3":
 		n := (cfg.n + cfg.h3PerConn - 1) / cfg.h3PerConn
 		ts := make([]*http3.Transport, n)
@@ -293,10 +306,32 @@ func newClient(cfg clientConfig) (*client, func(), error) {
 	return nil, nil, fmt.Errorf("unknown protocol %q", cfg.proto)
 }
 
+// newHTTPTransport is a transport for cfg.proto h1 (a connection per
+// stream) or h2 (TLS with ALPN h2, or prior-knowledge h2c for http:// URLs).
+func newHTTPTransport(cfg clientConfig, tlsConf *tls.Config) *http.Transport {
+	t := &http.Transport{
+		Proxy:                 nil, // never detour through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: cfg.connectTimeout}).DialContext,
+		TLSClientConfig:       tlsConf.Clone(), // the transport adds its ALPN protocols to its own
+		TLSHandshakeTimeout:   cfg.connectTimeout,
+		ResponseHeaderTimeout: cfg.connectTimeout,
+		DisableCompression:    true,
+		MaxIdleConnsPerHost:   -1,
+		Protocols:             new(http.Protocols),
+	}
+	if cfg.proto == "h1" {
+		t.Protocols.SetHTTP1(true)
+	} else {
+		t.Protocols.SetHTTP2(true)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return t
+}
+
 // run opens the streams, measures one window and returns the report.
 func (c *client) run(ctx context.Context) *Report {
 	cfg := c.cfg
-	rep := &Report{URL: cfg.urls[0], Proto: cfg.proto, Streams: cfg.n}
+	rep := &Report{URL: cfg.urls[0], Proto: cfg.proto, H2PerConn: cfg.h2PerConn, Streams: cfg.n}
 	if len(cfg.urls) > 1 {
 		rep.URLs = cfg.urls
 	}
@@ -579,8 +614,9 @@ func (st *streamStat) fail(kind, msg string) {
 	}
 }
 
-// errKind shortens an error to a category without addresses or ports:
-// the text after its last ": ".
+// errKind shortens an error to a category without addresses, ports or
+// HTTP/2 stream IDs: the text after its last ": ", without a leading
+// "stream ID N; " (an HTTP/2 stream error names its stream).
 func errKind(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "timeout"
@@ -588,6 +624,11 @@ func errKind(err error) string {
 	s := err.Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 {
 		s = s[i+2:]
+	}
+	if rest, ok := strings.CutPrefix(s, "stream ID "); ok {
+		if id, after, ok := strings.Cut(rest, "; "); ok && id != "" && strings.Trim(id, "0123456789") == "" {
+			s = "HTTP/2 stream error: " + after
+		}
 	}
 	return s
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,11 +122,13 @@ func TestClientConfigLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mut := range map[string]func(*clientConfig){
-		"too many streams": func(c *clientConfig) { c.n = maxStreams + 1 },
-		"too long":         func(c *clientConfig) { c.duration = maxRunDuration + time.Second },
-		"bad proto":        func(c *clientConfig) { c.proto = "spdy" },
-		"h3 without TLS":   func(c *clientConfig) { c.proto = "h3" },
-		"bad url":          func(c *clientConfig) { c.urls = []string{"ftp://x"} },
+		"too many streams":  func(c *clientConfig) { c.n = maxStreams + 1 },
+		"too long":          func(c *clientConfig) { c.duration = maxRunDuration + time.Second },
+		"bad proto":         func(c *clientConfig) { c.proto = "spdy" },
+		"h3 without TLS":    func(c *clientConfig) { c.proto = "h3" },
+		"bad url":           func(c *clientConfig) { c.urls = []string{"ftp://x"} },
+		"h2 groups over h1": func(c *clientConfig) { c.h2PerConn = 1 },
+		"negative h2 group": func(c *clientConfig) { c.proto, c.h2PerConn = "h2", -1 },
 	} {
 		c := ok
 		mut(&c)
@@ -182,10 +186,79 @@ func TestOpenFilesNeeded(t *testing.T) {
 		proto string
 		n     int
 		want  uint64
-	}{{"h1", 1000, 1050}, {"h2", 20000, 250}, {"h2", 1, 51}, {"h3", 1000, 60}} {
-		cfg := clientConfig{proto: c.proto, n: c.n, h3PerConn: 100}
+		perH2 int
+	}{{"h1", 1000, 1050, 0}, {"h2", 20000, 250, 0}, {"h2", 1, 51, 0}, {"h3", 1000, 60, 0},
+		{"h2", 8000, 8050, 1}, {"h2", 1000, 150, 10}, {"h2", 1000, 60, 500}} {
+		cfg := clientConfig{proto: c.proto, n: c.n, h3PerConn: 100, h2PerConn: c.perH2}
 		if got := cfg.openFilesNeeded(); got != c.want {
 			t.Errorf("%s × %d: %d, want %d", c.proto, c.n, got, c.want)
+		}
+	}
+}
+
+// -h2-streams-per-conn spreads HTTP/2 streams over one connection per group
+// of N streams; without it they share one connection (the server allows 250
+// streams per connection). A real TLS HTTP/2 server counts the connections
+// that carried a stream.
+func TestClientH2StreamsPerConn(t *testing.T) {
+	u := newUpstream(50, 100, "broadcast", 100)
+	var mu sync.Mutex // guards conns
+	conns := map[string]int{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, "not HTTP/2", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		u.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	for _, c := range []struct{ n, perConn, wantConns int }{{12, 0, 1}, {12, 1, 12}, {12, 4, 3}, {10, 4, 3}} {
+		mu.Lock()
+		clear(conns)
+		mu.Unlock()
+		cfg := clientConfig{
+			urls: []string{srv.URL + "/"}, n: c.n, proto: "h2", insecure: true, h2PerConn: c.perConn,
+			duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, grace: 300 * time.Millisecond,
+			connectTimeout: 5 * time.Second, readBuf: 512, h3PerConn: 100, pids: []int{os.Getpid()},
+		}
+		if err := cfg.validate(); err != nil {
+			t.Fatal(err)
+		}
+		cl, closeTransports, err := newClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := cl.run(context.Background())
+		closeTransports()
+		checkReport(t, rep, c.n, true)
+		mu.Lock()
+		got, streams := len(conns), 0
+		for _, k := range conns {
+			streams += k
+		}
+		mu.Unlock()
+		if got != c.wantConns || streams != c.n {
+			t.Errorf("%d streams, %d per connection: %d streams over %d connections, want %d connections", c.n, c.perConn, streams, got, c.wantConns)
+		}
+	}
+}
+
+// Errors are counted by kind: an HTTP/2 stream error's kind does not name
+// its stream, so a proxy resetting 500 streams is one kind, not 500.
+func TestErrKind(t *testing.T) {
+	for _, c := range []struct{ err, want string }{
+		{"stream error: stream ID 101; INTERNAL_ERROR; received from peer", "HTTP/2 stream error: INTERNAL_ERROR; received from peer"},
+		{"read tcp 127.0.0.1:5000->127.0.0.1:6000: read: connection reset by peer", "connection reset by peer"},
+		{"unexpected EOF", "unexpected EOF"},
+		{"x: stream ID abc; y", "stream ID abc; y"},
+	} {
+		if got := errKind(errors.New(c.err)); got != c.want {
+			t.Errorf("errKind(%q) = %q, want %q", c.err, got, c.want)
 		}
 	}
 }

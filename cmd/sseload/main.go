@@ -32,6 +32,7 @@ const (
 const usage = `usage:
   sseload upstream -listen 127.0.0.1:PORT [-rate N] [-size BYTES] [-mode per-stream|broadcast]
   sseload client -url URL [-url URL ...] -n STREAMS -duration D [-proto h1|h2|h3] [-insecure] [-ramp D]
+                 [-h2-streams-per-conn N] [-h3-streams-per-conn N]
                  [-pid PID[,PID...]] [-redis ADDR] [-upstream-health URL] [-json]
 
 Run "sseload upstream -h" or "sseload client -h" for all flags.

@@ -12,11 +12,13 @@ import (
 // Report is the result of one client run. Its JSON form is what
 // bench/compare reads.
 type Report struct {
-	URL     string   `json:"url"`
-	URLs    []string `json:"urls,omitempty"` // all of them, when the streams were spread over several
-	Proto   string   `json:"proto"`
-	Streams int      `json:"streams"` // requested
-	PID     int      `json:"pid,omitempty"`
+	URL   string   `json:"url"`
+	URLs  []string `json:"urls,omitempty"` // all of them, when the streams were spread over several
+	Proto string   `json:"proto"`
+	// H2PerConn is -h2-streams-per-conn: streams per HTTP/2 connection group (0: packed).
+	H2PerConn int `json:"h2_streams_per_conn,omitempty"`
+	Streams   int `json:"streams"` // requested
+	PID       int `json:"pid,omitempty"`
 
 	Connected      int     `json:"connected"`
 	ConnectedBy    []int   `json:"connected_by_url,omitempty"` // with several URLs: open streams per URL
