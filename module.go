@@ -321,18 +321,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, opts *proxy.Opti
 	up, err := h.shaper.Shape(c.ctx, r, c.repl)
 	if err != nil {
 		c.cancel()
-		if h.cors != nil {
-			h.cors.Apply(w.Header(), origin) // let the page see the 4xx
-		}
-		if errors.Is(err, proxy.ErrBadRequest) {
-			// Answered here, before reverse_proxy: the upstream is never
-			// asked, so its health is not touched. The body names what was
-			// wrong (never the value: it may be a credential).
-			h.rejected.Log(h.logger, zap.InfoLevel, "rejected a request whose credential or last event id cannot be a header value", zap.Error(err))
-			http.Error(w, "sse_proxy: "+err.Error(), http.StatusBadRequest)
-			return nil, nil
-		}
-		return nil, caddyhttp.Error(http.StatusUnauthorized, err)
+		return nil, h.refuse(w, origin, err)
 	}
 	c.up = up
 	c.sw = proxy.NewWriter(w, opts, origin, c.cancel)
@@ -343,6 +332,24 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, opts *proxy.Opti
 		})
 	}
 	return c, nil
+}
+
+// refuse answers a request whose upstream request could not be shaped:
+// a 400 for a credential or last event id that cannot be a header value,
+// answered here; otherwise a 401 for Caddy to answer.
+func (h *Handler) refuse(w http.ResponseWriter, origin string, err error) error {
+	if h.cors != nil {
+		h.cors.Apply(w.Header(), origin) // let the page see the 4xx
+	}
+	if errors.Is(err, proxy.ErrBadRequest) {
+		// Answered here, before reverse_proxy: the upstream is never
+		// asked, so its health is not touched. The body names what was
+		// wrong (never the value: it may be a credential).
+		h.rejected.Log(h.logger, zap.InfoLevel, "rejected a request whose credential or last event id cannot be a header value", zap.Error(err))
+		http.Error(w, "sse_proxy: "+err.Error(), http.StatusBadRequest)
+		return nil
+	}
+	return caddyhttp.Error(http.StatusUnauthorized, err)
 }
 
 // finish is what the handler does on its way out, panicking or not: it

@@ -83,24 +83,12 @@ func NewShaper(headers []AuthHeader, idQuery []string) (*Shaper, error) {
 // Placeholders are expanded before anything is removed, so a template may
 // read the very query parameter that is then stripped.
 func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replacer) (*http.Request, error) {
-	var values []string
-	if len(s.headers) > 0 {
-		if repl == nil {
-			repl = caddy.NewReplacer()
-		}
-		values = make([]string, len(s.headers))
-		for i, h := range s.headers {
-			v, err := repl.ReplaceOrErr(h.Value, true, true)
-			if err != nil {
-				// The error names the field only: the value is a secret.
-				return nil, fmt.Errorf("auth_header %s: %w: a placeholder is empty", h.Field, ErrCredentials)
-			}
-			if !httpguts.ValidHeaderFieldValue(v) {
-				// Named, never shown: the value is a secret.
-				return nil, fmt.Errorf("auth_header %s: %w: the credential holds a control character, which a header cannot carry", h.Field, ErrBadRequest)
-			}
-			values[i] = v
-		}
+	// Each step is a call of its own, so that Shape's frame stays small:
+	// a shared client's goroutine keeps the stack its deepest call needed
+	// for as long as its stream lasts (see share.Serve).
+	values, err := s.credentials(repl)
+	if err != nil {
+		return nil, err
 	}
 	out := r.WithContext(ctx)
 	out.Header = r.Header.Clone()
@@ -118,19 +106,49 @@ func (s *Shaper) Shape(ctx context.Context, r *http.Request, repl *caddy.Replace
 		return nil, err
 	}
 	if len(s.stripQuery) > 0 {
-		if r.URL.RawQuery != "" {
-			u := *r.URL
-			u.RawQuery = StripQuery(u.RawQuery, s.stripQuery)
-			out.URL = &u
-		}
-		if strings.Contains(out.RequestURI, "?") {
-			// reverse_proxy logs the request it sends (the "uri" of its
-			// lines, at warn level when a client leaves mid-stream) from
-			// RequestURI, which would still hold the tokens.
-			out.RequestURI = out.URL.RequestURI()
-		}
+		s.stripTokens(r, out)
 	}
 	return out, nil
+}
+
+// credentials expands the auth_header values, one per s.headers.
+func (s *Shaper) credentials(repl *caddy.Replacer) ([]string, error) {
+	if len(s.headers) == 0 {
+		return nil, nil
+	}
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	values := make([]string, len(s.headers))
+	for i, h := range s.headers {
+		v, err := repl.ReplaceOrErr(h.Value, true, true)
+		if err != nil {
+			// The error names the field only: the value is a secret.
+			return nil, fmt.Errorf("auth_header %s: %w: a placeholder is empty", h.Field, ErrCredentials)
+		}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			// Named, never shown: the value is a secret.
+			return nil, fmt.Errorf("auth_header %s: %w: the credential holds a control character, which a header cannot carry", h.Field, ErrBadRequest)
+		}
+		values[i] = v
+	}
+	return values, nil
+}
+
+// stripTokens removes the query parameters that carry credentials or the
+// last event id from out's URL (a copy of r's).
+func (s *Shaper) stripTokens(r *http.Request, out *http.Request) {
+	if r.URL.RawQuery != "" {
+		u := *r.URL
+		u.RawQuery = StripQuery(u.RawQuery, s.stripQuery)
+		out.URL = &u
+	}
+	if strings.Contains(out.RequestURI, "?") {
+		// reverse_proxy logs the request it sends (the "uri" of its
+		// lines, at warn level when a client leaves mid-stream) from
+		// RequestURI, which would still hold the tokens.
+		out.RequestURI = out.URL.RequestURI()
+	}
 }
 
 // Owned returns the canonical names of the header fields the proxy sets.
