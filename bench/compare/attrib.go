@@ -68,7 +68,8 @@ func frameCategory(fn string) string {
 		return catModule
 	case strings.HasPrefix(pkg, "github.com/caddyserver/"):
 		return catCaddy
-	case strings.HasPrefix(pkg, "golang.org/x/net/http2"), pkg == "golang.org/x/net/internal/httpcommon",
+	case strings.HasPrefix(pkg, "golang.org/x/net/http2"), strings.HasPrefix(pkg, "vendor/golang.org/x/net/http2"),
+		pkg == "golang.org/x/net/internal/httpcommon",
 		pkg == "net/http" && strings.HasPrefix(rest, "http2"):
 		return catHTTP2
 	case strings.HasPrefix(pkg, "github.com/quic-go/"):

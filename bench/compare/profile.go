@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -517,8 +516,13 @@ func (pr *profileRun) memorySection(base, end memSample, r *runResult) string {
 	} else {
 		b.WriteString(perClientTable(gor, n, "goroutines", func(v float64) string { return fmt.Sprintf("%.3f", v) }))
 	}
-	fmt.Fprintf(&b, "\nGoroutines: %d before the clients, %d in the window (debug=1 totals): %.3f per client.\n",
+	fmt.Fprintf(&b, "\nGoroutines: %d before the clients, %d in the window (debug=1 totals): %.3f per client",
 		base.goroutines, end.goroutines, float64(end.goroutines-base.goroutines)/float64(n))
+	if end.goroutines > 0 && end.stats["StackInuse"] > 0 {
+		fmt.Fprintf(&b, "; %.1f KiB of stack in use per goroutine (StackInuse / goroutines)",
+			float64(end.stats["StackInuse"])/float64(end.goroutines)/1024)
+	}
+	b.WriteString(".\n")
 
 	b.WriteString("\n### PSS per client, line by line (MemStats and smaps_rollup, same moment)\n\n")
 	if len(end.stats) == 0 || len(base.stats) == 0 || end.pss == 0 || base.pss == 0 {
@@ -632,7 +636,7 @@ func profCopyFile(from, to string) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(b, nil) {
+	if len(b) == 0 {
 		return fmt.Errorf("%s is empty", from)
 	}
 	_ = os.Remove(to)
