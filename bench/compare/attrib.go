@@ -350,8 +350,8 @@ func perClientTable(a *attribution, n int, what string, format func(float64) str
 	per := func(v int64) float64 { return float64(v) / float64(max(n, 1)) }
 	for _, cat := range categoryOrder {
 		ct := a.Cats[cat]
-		if ct == nil || ct.Value == 0 {
-			continue
+		if ct == nil || strings.TrimPrefix(format(per(ct.Value)), "-") == format(0) {
+			continue // nothing per client, or a baseline's rounding
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f%% | %s | %s |\n", cat, format(per(ct.Value)),
 			profPct(ct.Value, a.Total), ct.viaCell(),

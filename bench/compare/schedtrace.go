@@ -18,6 +18,10 @@ type schedStats struct {
 	Span      time.Duration // first to last event
 	Unblocks  int           // goroutines made runnable after waiting (Waiting -> Runnable)
 	Creations int           // goroutines created (NotExist -> Runnable)
+	// Created splits Creations by the category of what the new goroutines
+	// run (their start stack, then their creator's), with their start
+	// functions as the top functions.
+	Created *attribution
 	// Latencies are the times goroutines spent runnable before running
 	// (any transition into Runnable until the next one out of it, if longer
 	// than 0), for goroutines that had already run in the trace, as `go
@@ -43,7 +47,8 @@ func readSchedTrace(r io.Reader) (*schedStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &schedStats{Wakes: &attribution{Unit: "wakes", Cats: map[string]*catTotal{}}, Reasons: map[string]int{}}
+	st := &schedStats{Wakes: &attribution{Unit: "wakes", Cats: map[string]*catTotal{}},
+		Created: &attribution{Unit: "goroutines", Cats: map[string]*catTotal{}}, Reasons: map[string]int{}}
 	// waitingIn is where each waiting goroutine blocked, classified;
 	// pending counts wakes of goroutines whose blocking stack the trace did
 	// not show (they blocked before it began: the trace announces them
@@ -141,6 +146,20 @@ func readSchedTrace(r io.Reader) (*schedStats, error) {
 			}
 		case from == trace.GoNotExist && to == trace.GoRunnable:
 			st.Creations++
+			// Charged to what the new goroutine runs (its start stack),
+			// else to its creator: a time.AfterFunc callback is created by
+			// the runtime's timers but runs its owner's code.
+			var frames []string
+			start := "(unknown)"
+			for f := range tx.Stack.Frames() {
+				frames = append(frames, f.Func)
+				start = f.Func // the outermost frame: the goroutine's function
+			}
+			for f := range ev.Stack().Frames() {
+				frames = append(frames, f.Func)
+			}
+			cat, _, via := classify(frames)
+			st.Created.add(cat, start, 1, 1, via)
 		}
 	}
 	for _, n := range pending {
@@ -268,9 +287,11 @@ func schedTable(st *schedStats, eventsPerSec float64, cross *[2]int64, crossErr 
 	b.WriteString("\nWakes by where the woken goroutine was waiting (the category of its stack when it blocked):\n\n")
 	b.WriteString("| waiting in | wakes per second | per delivered event | % | top functions (wakes/s) |\n|---|---:|---:|---:|---|\n")
 	cats := slices.Clone(categoryOrder)
-	for c := range st.Wakes.Cats {
-		if !slices.Contains(cats, c) {
-			cats = append(cats, c)
+	for _, a := range []*attribution{st.Wakes, st.Created} {
+		for c := range a.Cats {
+			if !slices.Contains(cats, c) {
+				cats = append(cats, c)
+			}
 		}
 	}
 	for _, cat := range cats {
@@ -283,6 +304,20 @@ func schedTable(st *schedStats, eventsPerSec float64, cross *[2]int64, crossErr 
 			per = fmt.Sprintf("%.2f", rate(ct.Value)/eventsPerSec)
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %.1f%% | %s |\n", cat, rate(ct.Value), per, profPct(ct.Value, st.Wakes.Total),
+			ct.topCell(3, func(v int64) string { return fmt.Sprintf("%.0f", rate(v)) }))
+	}
+	b.WriteString("\nGoroutines created, by the category of what they run (else of their creator):\n\n")
+	b.WriteString("| running | per second | per delivered event | top start functions (per second) |\n|---|---:|---:|---|\n")
+	for _, cat := range cats {
+		ct := st.Created.Cats[cat]
+		if ct == nil || ct.Value == 0 {
+			continue
+		}
+		per := "—"
+		if eventsPerSec > 0 {
+			per = fmt.Sprintf("%.2f", rate(ct.Value)/eventsPerSec)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s |\n", cat, rate(ct.Value), per,
 			ct.topCell(3, func(v int64) string { return fmt.Sprintf("%.0f", rate(v)) }))
 	}
 	reasons := make([]string, 0, len(st.Reasons))

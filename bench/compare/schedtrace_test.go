@@ -49,6 +49,20 @@ func TestSchedTraceCountsWakes(t *testing.T) {
 	if st.Creations < 2*waiters {
 		t.Errorf("%d goroutine creations, want at least %d", st.Creations, 2*waiters)
 	}
+	var gateStarts int64
+	for _, ct := range st.Created.Cats {
+		for f, v := range ct.byFunc {
+			if strings.HasSuffix(f, ".TestSchedTraceCountsWakes.gowrap1") || strings.HasSuffix(f, ".gateWaiter") {
+				gateStarts += v
+			}
+		}
+	}
+	if got := st.Created.value(catModule); got < 2*waiters {
+		t.Errorf("%d goroutines created by this module's code (the test), want at least %d", got, 2*waiters)
+	}
+	if gateStarts != waiters {
+		t.Errorf("%d goroutines started in gateWaiter, want %d\n%s", gateStarts, waiters, schedTable(st, 0, nil, nil))
+	}
 	var gateWakes int64
 	for _, ct := range st.Wakes.Cats {
 		for f, v := range ct.byFunc {
