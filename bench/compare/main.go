@@ -201,6 +201,12 @@ func run() int {
 	flag.IntVar(&co.rounds, "cluster-rounds", 0, "with -cluster: rounds of each scenario (default 2, -quick 1)")
 	flag.DurationVar(&co.lease, "cluster-lease", 5*time.Second, "with -cluster: the redis store's lease")
 	redisBin := flag.String("redis-server", "", "with -cluster: redis-server binary (default: from PATH)")
+	var po profileOpts
+	flag.BoolVar(&po.on, "profile", false, "profile one Caddy instead: CPU, execution trace, heap and goroutines under load, attributed by category (see bench/README.md, Profiles)")
+	flag.IntVar(&po.n, "profile-n", 8000, "with -profile: clients")
+	flag.StringVar(&po.proto, "profile-proto", "h2", "with -profile: h1, h2 or h3")
+	flag.Float64Var(&po.rate, "profile-rate", 2, "with -profile: events per second of the one broadcast every client receives")
+	flag.StringVar(&po.subject, "profile-subject", "sse_proxy_share", "with -profile: sse_proxy_share, sse_proxy or reverse_proxy")
 	flag.Parse()
 	if err := co.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -226,6 +232,9 @@ func run() int {
 	ps := &procSet{}
 	defer ps.stopAll() // every process we started, whatever happens
 	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet, cluster: co}
+	if po.on {
+		return b.profile(po, *out, *caddyBin, *keep)
+	}
 	if co.on {
 		b.redisBin = *redisBin
 		if b.redisBin == "" {
