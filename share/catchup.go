@@ -107,7 +107,7 @@ func (h *Hub) storedAfter(ctx context.Context, s *Sub, id string) ([]buffer.Even
 		p = h.pos
 		if p.epoch == epoch && p.offset >= found && p.offset <= next {
 			s.mu.Lock()
-			s.queue = s.queue[:0]
+			s.dropQueue()
 			s.mu.Unlock()
 			h.mu.Unlock()
 			break

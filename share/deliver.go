@@ -1,6 +1,7 @@
 package share
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/sse-proxy/caddy-sse-proxy/buffer"
@@ -53,14 +54,16 @@ func (h *Hub) lastDeliveredID() string {
 // itself does not. Only the hub's upstream goroutine calls it, and only for
 // a hub whose answer is not a stream, which delivers no events.
 func (h *Hub) relayBody(p []byte) {
+	p = bytes.Clone(p) // the caller's buffer; queued by reference below
 	h.mu.Lock()
 	wakes := queueAll(h, p, h.relayWakes[:0])
 	h.mu.Unlock()
 	h.relayWakes = startDrainers(wakes)
 }
 
-// queueAll queues p (copied) for every client of h, appending the drainers
-// to start once h.mu, which the caller holds, is let go to wakes.
+// queueAll queues p for every client of h, appending the drainers to start
+// once h.mu, which the caller holds, is let go to wakes. p is queued by
+// reference, not copied (see Sub.queue): nobody may modify it afterwards.
 func queueAll(h *Hub, p []byte, wakes []func()) []func() {
 	for s := range h.subs {
 		if wake := s.push(p); wake != nil {

@@ -5,23 +5,26 @@ package share
 // events over max_event_size): a client that keeps up is never evicted for
 // the size of one event, so a queue holds at most the larger of
 // client_buffer and max_event_size. It returns the drainer to start, if
-// any (see notify). Called with h.mu held; takes s.mu.
+// any (see notify). ev is kept, not copied (see Sub.queue). Called with
+// h.mu held; takes s.mu.
 func (s *Sub) push(ev []byte) (wake func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.evicted || s.closed || !s.active {
 		return nil
 	}
-	if len(s.queue) > 0 && len(s.queue)+len(ev) > s.limit {
+	if s.queued > 0 && s.queued+len(ev) > s.limit {
 		s.evicted = true
-		s.queue, s.replayed = s.queue[:0], nil
+		s.dropQueue()
+		s.replayed = nil
 		if m := s.hub.cfg.Metrics; m != nil {
 			m.evictions.Inc()
 		}
 		go s.cut() // not here: the hub's lock is held
 		return s.notify()
 	}
-	s.queue = append(s.queue, ev...)
+	s.queue = append(s.queue, ev)
+	s.queued += len(ev)
 	return s.notify()
 }
 

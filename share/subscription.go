@@ -31,8 +31,17 @@ type Sub struct {
 	// catchUp, while set, is the client's resume from a cluster store,
 	// under way (see Hub.catchUp): its drainer has not started yet.
 	catchUp *catchUp
-	queue   []byte
+	// queue holds the events queued for the client, oldest first: the
+	// hub's own bytes of each (in its history too), shared by every
+	// client and never modified, so an event is not copied per client.
+	// queued is their length in bytes, held to limit (see push).
+	queue  [][]byte
+	queued int
+	// spare is the drainer's buffer for joining several events into one
+	// batch; lent is true while the batch taken is an event's own bytes
+	// (a queue of one), which Done must not keep.
 	spare   []byte
+	lent    bool
 	limit   int
 	active  bool // the client's handler is running
 	evicted bool
@@ -87,7 +96,7 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	if len(s.queue) == 0 && len(s.replayed) == 0 && !s.evicted && !s.closed {
 		s.running = false
 		// An idle client keeps no large buffer from a burst.
-		if cap(s.queue) > 4<<10 {
+		if cap(s.queue) > 64 {
 			s.queue = nil
 		}
 		if cap(s.spare) > 4<<10 {
@@ -100,12 +109,24 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 }
 
 // next takes the next batch: replayed events first, copied a batch of at
-// most limit bytes (or one event) at a time, then the whole queue. more
-// reports that something is left to take. Callers hold s.mu.
+// most limit bytes (or one event) at a time, then the whole queue: one
+// event as it is (lent), several joined in spare. more reports that
+// something is left to take. Callers hold s.mu.
 func (s *Sub) next() (batch []byte, more bool) {
+	s.lent = false
 	if len(s.replayed) == 0 {
-		batch = s.queue
-		s.queue, s.spare = s.spare[:0], nil
+		switch len(s.queue) {
+		case 0:
+			return nil, false
+		case 1:
+			batch, s.lent = s.queue[0], true
+		default:
+			batch, s.spare = s.spare[:0], nil
+			for _, ev := range s.queue {
+				batch = append(batch, ev...)
+			}
+		}
+		s.dropQueue()
 		return batch, false
 	}
 	batch, s.spare = s.spare[:0], nil
@@ -120,6 +141,13 @@ func (s *Sub) next() (batch []byte, more bool) {
 		s.replayed = nil
 	}
 	return batch, len(s.replayed) > 0 || len(s.queue) > 0
+}
+
+// dropQueue empties the queue, letting go of its events. Callers hold
+// s.mu.
+func (s *Sub) dropQueue() {
+	clear(s.queue)
+	s.queue, s.queued = s.queue[:0], 0
 }
 
 // Signal is ready to receive when there is something to Take.
@@ -142,12 +170,16 @@ func (s *Sub) Take() (batch []byte, evicted, closed bool) {
 	return batch, s.evicted, s.closed && !more
 }
 
-// Done returns a batch's memory for reuse, unless it grew large.
+// Done returns a batch's memory for reuse, unless it grew large or is an
+// event's own bytes (lent by next).
 func (s *Sub) Done(batch []byte) {
 	if cap(batch) > 64<<10 {
 		return
 	}
 	s.mu.Lock()
-	s.spare = batch[:0]
+	if !s.lent {
+		s.spare = batch[:0]
+	}
+	s.lent = false
 	s.mu.Unlock()
 }
