@@ -588,3 +588,46 @@ func TestHeartbeatsAreCounted(t *testing.T) {
 		}
 	}
 }
+
+// A stream whose client goes away ends as client_gone in the metrics,
+// shared or not: the handler records it on its way out (before the
+// writer's close counts the end), and a taken-over connection (a shared
+// HTTP/1.1 client) when it finds the client gone.
+func TestAClientThatGoesIsCountedAsGone(t *testing.T) {
+	testcaddy.LeakCheck(t)
+	up := newUpstream(t, script("data: a\n\n"))
+	port, mport := testcaddy.FreePort(t), testcaddy.FreePort(t)
+	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n\thandle /shared/* {\n\t\tsse_proxy %s {\n\t\t\tshare\n\t\t}\n\t}\n\thandle {\n\t\tsse_proxy %s\n\t}\n}\nhttp://localhost:%d {\n\tmetrics\n}\n",
+		testcaddy.GlobalOptions, port, up.addr(), up.addr(), mport))
+	scrape := func() string {
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	const gone = `caddy_sse_proxy_streams_ended_total{reason="client_gone"}`
+	// (Counters are the process's: count from what they are now.)
+	before := metricValue(scrape(), gone)
+	n := 0
+	for _, path := range []string{"/shared/", "/"} {
+		for _, p := range []testcaddy.Proto{testcaddy.H1, testcaddy.H2} {
+			// A path of its own: each shared client starts its hub, and
+			// gets the upstream's first event.
+			url := fmt.Sprintf("https://localhost:%d%sevents-%d", port, path, n)
+			s := testcaddy.Open(t, testcaddy.Client(t, p), url, sseAccept)
+			s.WaitFor(t, "data: a\n\n", wait)
+			s.Close()
+			n++
+			deadline := time.Now().Add(wait)
+			for m := scrape(); metricValue(m, gone)-before != float64(n); m = scrape() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s client of %s gone: %v streams counted as client_gone, want %d: %s", p, path, metricValue(m, gone)-before, n, grepMetrics(m))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+}
