@@ -315,7 +315,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, opts *proxy.Opti
 		w.WriteHeader(http.StatusNoContent)
 		return nil, nil
 	}
-	c := &begun{born: time.Now()}
+	c := new(begun)
 	c.ctx, c.cancel = context.WithCancel(r.Context())
 	c.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	up, err := h.shaper.Shape(c.ctx, r, c.repl)
@@ -325,6 +325,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, opts *proxy.Opti
 	}
 	c.up = up
 	c.sw = proxy.NewWriter(w, opts, origin, c.cancel)
+	c.born = time.Now()
 	if h.MaxAge > 0 {
 		sw := c.sw
 		c.maxAge = time.AfterFunc(time.Duration(h.MaxAge), func() {

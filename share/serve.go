@@ -72,7 +72,8 @@ var errNoAnswer = errors.New("sse_proxy: the shared upstream stream ended withou
 // its deepest call ever needed (the runtime shrinks a stack only when less
 // than a quarter of it is in use). Under Caddy's server the deepest call is
 // a write of an event; keeping this package's frames on that path small is
-// what keeps such a stack at 8 KiB instead of 16 KiB (README, Fan-out).
+// what keeps such a stack at 8 KiB instead of 16 KiB (README, Performance,
+// "Fan-out at browser scale").
 func Serve(ctx context.Context, w http.ResponseWriter, sw *proxy.Writer, o *Options) error {
 	hub, sub := o.join()
 	k, err := admit(ctx, w, sw, o, sub)
