@@ -231,7 +231,7 @@ func (r *Report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  latency:   p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s  (n=%d)\n",
 		fmtUs(l.P50us), fmtUs(l.P90us), fmtUs(l.P99us), fmtUs(l.P999us), fmtUs(l.MaxUs), fmtUs(l.MeanUs), l.Count)
 	if o := r.OriginLatency; o != nil {
-		fmt.Fprintf(w, "  origin:    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s  (from the broadcast tick, with the upstream's fan-out)\n",
+		fmt.Fprintf(w, "  origin:    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s  (from the broadcast tick; from send where an event has none)\n",
 			fmtUs(o.P50us), fmtUs(o.P90us), fmtUs(o.P99us), fmtUs(o.P999us), fmtUs(o.MaxUs), fmtUs(o.MeanUs))
 	}
 	if p := r.Process; p != nil {
