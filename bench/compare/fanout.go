@@ -185,22 +185,37 @@ func (s roundStat) format(f func(float64) string, rounds int) string {
 }
 
 // fanoutStats are the fan-out table's numbers of one subject in one
-// scenario, each the median of the rounds used with their range.
+// scenario, each the median of the rounds used with their range. p50 and
+// p99 are latency from send; op50 and op99 from origin (the broadcast
+// tick), over the originRounds rounds that report it.
 type fanoutStats struct {
-	rounds             int
-	p50, p99, cpu, pss roundStat
+	rounds, originRounds           int
+	p50, p99, op50, op99, cpu, pss roundStat
 }
 
 // fanoutStatsOf reads the rounds combined into r (see results.run).
 func fanoutStatsOf(r *runResult) fanoutStats {
-	var p50, p99, cpu, pss []float64
+	var p50, p99, op50, op99, cpu, pss []float64
 	for _, u := range r.usedRuns {
 		p50, p99 = append(p50, u.Report.Latency.P50), append(p99, u.Report.Latency.P99)
+		if o := u.Report.OriginLatency; o != nil {
+			op50, op99 = append(op50, o.P50), append(op99, o.P99)
+		}
 		if p := u.Report.Process; p != nil {
 			cpu, pss = append(cpu, p.CPUPer1k), append(pss, p.PSSPerStreamKiB)
 		}
 	}
-	return fanoutStats{rounds: len(r.usedRuns), p50: newRoundStat(p50), p99: newRoundStat(p99), cpu: newRoundStat(cpu), pss: newRoundStat(pss)}
+	return fanoutStats{rounds: len(r.usedRuns), originRounds: len(op50),
+		p50: newRoundStat(p50), p99: newRoundStat(p99), op50: newRoundStat(op50), op99: newRoundStat(op99),
+		cpu: newRoundStat(cpu), pss: newRoundStat(pss)}
+}
+
+// originCell formats a latency from origin, or "—" if no round reported one.
+func (st fanoutStats) originCell(s roundStat) string {
+	if st.originRounds == 0 {
+		return "—"
+	}
+	return s.format(fmtUs, st.originRounds)
 }
 
 // measurable reports whether r holds clean numbers.
@@ -250,9 +265,13 @@ func (res *results) fanoutTable(b *strings.Builder) {
 	b.WriteString("`share` reads the broadcast once from the upstream; reverse_proxy and nginx read it once per client. " +
 		"Each cell is the median over the clean rounds, with the range over them (min–max) as the noise. " +
 		"HTTP/2 streams go on as few connections as the server allows (Caddy 250, nginx 128 streams per connection) unless the row says a connection per client; " +
-		"HTTP/3: 100 streams per QUIC connection. share ÷: share's median over the other subject's of the same scenario, p50 · p99 · CPU · PSS.\n\n")
-	b.WriteString("| clients × events/s | protocol | subject | delivered / expected | p50 | p99 | CPU s per 1k events | PSS per client | upstream streams | share ÷ nginx (p50 · p99 · CPU · PSS) | share ÷ reverse_proxy (same) |\n")
-	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"HTTP/3: 100 streams per QUIC connection. share ÷: share's median over the other subject's of the same scenario, p50 · p99 · CPU · PSS. " +
+		"p50 and p99 are from send: receive time − the time the upstream wrote the event to the client's upstream stream, which leaves out the upstream's fan-out of each tick to one stream per client (reverse_proxy, nginx) but not share's own fan-out. " +
+		"From origin: receive time − the time the upstream made the tick, which includes the fan-out for every subject alike.\n\n")
+	b.WriteString("| clients × events/s | protocol | subject | delivered / expected | p50 | p99 | p50 from origin | p99 from origin | CPU s per 1k events | PSS per client | upstream streams | share ÷ nginx (p50 · p99 · CPU · PSS) | share ÷ reverse_proxy (same) |\n")
+	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	// rest fills the cells after a message that replaces a row's numbers.
+	const rest = "||||||||||"
 	type worst struct {
 		v    float64
 		what string
@@ -270,17 +289,17 @@ func (res *results) fanoutTable(b *strings.Builder) {
 			r := res.run(sc.key, key)
 			switch {
 			case r == nil:
-				fmt.Fprintf(b, "%s %s | not measured ||||||||\n", head, label(key))
+				fmt.Fprintf(b, "%s %s | not measured %s\n", head, label(key), rest)
 				continue
 			case r.Skipped != "":
-				fmt.Fprintf(b, "%s %s | skipped: %s ||||||||\n", head, label(key), r.Skipped)
+				fmt.Fprintf(b, "%s %s | skipped: %s %s\n", head, label(key), r.Skipped, rest)
 				continue
 			case r.Err != "" || r.Report.Process == nil:
-				fmt.Fprintf(b, "%s %s | error: %s ||||||||\n", head, label(key), r.Err)
+				fmt.Fprintf(b, "%s %s | error: %s %s\n", head, label(key), r.Err, rest)
 				continue
 			case len(r.problems()) > 0:
 				// No clean round: numbers from broken rounds would mislead.
-				fmt.Fprintf(b, "%s %s | invalid, no clean round (see Problems): %s ||||||||\n", head, label(key), r.problems()[0])
+				fmt.Fprintf(b, "%s %s | invalid, no clean round (see Problems): %s %s\n", head, label(key), r.problems()[0], rest)
 				continue
 			}
 			st := fanoutStatsOf(r)
@@ -293,9 +312,9 @@ func (res *results) fanoutTable(b *strings.Builder) {
 					vsRP = shareRatios(st, rp)
 				}
 			}
-			fmt.Fprintf(b, "%s %s | %d / %d | %s | %s | %s | %s | %s | %s | %s |\n", head, rowLabel(r),
+			fmt.Fprintf(b, "%s %s | %d / %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", head, rowLabel(r),
 				r.Report.Delivered, r.Report.Expected,
-				st.p50.format(fmtUs, st.rounds), st.p99.format(fmtUs, st.rounds),
+				st.p50.format(fmtUs, st.rounds), st.p99.format(fmtUs, st.rounds), st.originCell(st.op50), st.originCell(st.op99),
 				st.cpu.format(func(v float64) string { return fmt.Sprintf("%.4f", v) }, st.rounds),
 				st.pss.format(fmtKiB, st.rounds), fmtCount(r.Report.UpstreamStreams), vsNginx, vsRP)
 			for i, s := range []roundStat{st.p50, st.p99, st.cpu, st.pss} {
@@ -305,7 +324,7 @@ func (res *results) fanoutTable(b *strings.Builder) {
 			}
 		}
 		if sc.proto == "h3" && res.NginxH3Note != "" {
-			fmt.Fprintf(b, "%s nginx | %s ||||||||\n", head, res.NginxH3Note)
+			fmt.Fprintf(b, "%s nginx | %s %s\n", head, res.NginxH3Note, rest)
 		}
 	}
 	b.WriteString("\n")

@@ -29,6 +29,7 @@ type clientReport struct {
 	Comments         uint64      `json:"comments"`
 	UpstreamStreams  *int        `json:"upstream_streams"`
 	Latency          latency     `json:"latency"`
+	OriginLatency    *latency    `json:"origin_latency"` // from the broadcast tick, not the send; absent from older reports
 	Process          *procReport `json:"process"`
 	// With several -url and -pid (cluster mode): streams per URL, each
 	// process's report and the redis-server's.

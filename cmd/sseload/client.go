@@ -48,7 +48,10 @@ type clientConfig struct {
 type client struct {
 	cfg  clientConfig
 	rt   func(i int) http.RoundTripper
-	hist Histogram
+	hist Histogram // receive time − send time of the events sent inside the window
+	// fromOrigin is receive time − origin time (when the broadcast tick was
+	// made, or the send time if the event does not say) of the same events.
+	fromOrigin Histogram
 
 	received   atomic.Uint64   // events received, any time
 	receivedBy []atomic.Uint64 // the same per URL
@@ -75,7 +78,7 @@ type streamStat struct {
 
 	events   uint64 // all events
 	comments uint64
-	bad      uint64 // events whose data is not "SENDNANOS SEQ ..."
+	bad      uint64 // events whose data is not "SENDNANOS SEQ [oORIGINNANOS] ..."
 	prevSeq  uint64
 	gaps     uint64 // sequence numbers skipped
 	dups     uint64 // sequence numbers repeated or going backwards
@@ -549,7 +552,7 @@ func (c *client) onEvent(st *streamStat, now int64, data []byte) {
 	c.received.Add(1)
 	c.receivedBy[st.url].Add(1)
 	st.events++
-	sent, seq, ok := parseStamp(data)
+	sent, seq, origin, _, ok := parseStamp(data)
 	if !ok {
 		st.bad++
 		return
@@ -578,6 +581,7 @@ func (c *client) onEvent(st *streamStat, now int64, data []byte) {
 		lat = 0
 	}
 	c.hist.Record(uint64(lat))
+	c.fromOrigin.Record(uint64(max(now-origin, 0)))
 	st.inWin++
 	if !st.sawWindowEvents || seq < st.firstWin {
 		st.firstWin = seq
@@ -586,26 +590,43 @@ func (c *client) onEvent(st *streamStat, now int64, data []byte) {
 	st.sawWindowEvents = true
 }
 
-// parseStamp reads "SENDNANOS SEQ" from the start of an event's data.
-func parseStamp(b []byte) (sent int64, seq uint64, ok bool) {
-	i := 0
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		sent = sent*10 + int64(b[i]-'0')
-		i++
+// parseStamp reads "SENDNANOS SEQ" from the start of an event's data, and
+// the optional origin field after it, "oORIGINNANOS" (broadcast events: when
+// their tick was made). Without that field origin is sent and hasOrigin
+// false. A field after SEQ starting with "o" that is not "o" and digits makes
+// the stamp malformed; anything else after SEQ (the padding) is ignored.
+func parseStamp(b []byte) (sent int64, seq uint64, origin int64, hasOrigin, ok bool) {
+	sent, i, ok := parseField(b, 0)
+	if !ok || i >= len(b) {
+		return 0, 0, 0, false, false
 	}
-	if i == 0 || i > 19 || i >= len(b) || b[i] != ' ' {
-		return 0, 0, false
+	n, j, ok := parseField(b, i+1)
+	if !ok {
+		return 0, 0, 0, false, false
 	}
-	i++
+	seq = uint64(n)
+	if j+1 >= len(b) || b[j+1] != 'o' {
+		return sent, seq, sent, false, true
+	}
+	origin, _, ok = parseField(b, j+2)
+	if !ok {
+		return 0, 0, 0, false, false
+	}
+	return sent, seq, origin, true, true
+}
+
+// parseField reads 1 to 19 ASCII digits from b[i:], which must end there or
+// with a space, and returns their value and the index after them.
+func parseField(b []byte, i int) (v int64, end int, ok bool) {
 	j := i
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		seq = seq*10 + uint64(b[j]-'0')
+		v = v*10 + int64(b[j]-'0')
 		j++
 	}
 	if j == i || j-i > 19 || (j < len(b) && b[j] != ' ') {
 		return 0, 0, false
 	}
-	return sent, seq, true
+	return v, j, true
 }
 
 func (st *streamStat) fail(kind, msg string) {

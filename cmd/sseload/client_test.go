@@ -56,6 +56,12 @@ func TestClientAgainstUpstream(t *testing.T) {
 		if rep.ExpectedByRate == 0 {
 			t.Errorf("%s: no rate header", q)
 		}
+		// Every event's origin is at or before its send time, so each
+		// percentile from origin is at least the one from send.
+		o, l := rep.OriginLatency, rep.Latency
+		if o == nil || o.Count != l.Count || o.P50us < l.P50us || o.P99us < l.P99us || o.MaxUs < l.MaxUs {
+			t.Errorf("%s: origin latency %+v, latency %+v", q, o, l)
+		}
 	}
 	// Idle streams: open, no events, nothing silent.
 	rep := runAgainst(t, srv.URL+"/?rate=0", "h1", 10)
@@ -84,23 +90,69 @@ func TestClientCountsFailures(t *testing.T) {
 }
 
 func TestUpstreamEventFormat(t *testing.T) {
-	for _, size := range []int{0, 40, 256, 4096} {
-		ev := appendEvent(nil, 1700000000123456789, 42, size)
-		if size >= 60 && len(ev) != size {
-			t.Errorf("size %d: got %d bytes", size, len(ev))
+	const sentNanos, originNanos = 1700000000123456789, 1700000000000000007
+	for _, origin := range []int64{0, originNanos} {
+		for _, size := range []int{0, 40, 256, 4096} {
+			ev := appendEvent(nil, sentNanos, 42, origin, size)
+			if size >= 80 && len(ev) != size {
+				t.Errorf("origin %d, size %d: got %d bytes", origin, size, len(ev))
+			}
+			var got []Event
+			p := Parser{OnEvent: func(e Event) {
+				got = append(got, Event{Data: append([]byte(nil), e.Data...), LastID: append([]byte(nil), e.LastID...)})
+			}}
+			p.Feed(ev)
+			if len(got) != 1 || string(got[0].LastID) != "42" {
+				t.Fatalf("origin %d, size %d: %q parsed as %+v", origin, size, ev, got)
+			}
+			sent, seq, gotOrigin, hasOrigin, ok := parseStamp(got[0].Data)
+			wantOrigin := origin
+			if origin == 0 {
+				wantOrigin = sentNanos // no field: the client falls back to the send time
+			}
+			if !ok || sent != sentNanos || seq != 42 || gotOrigin != wantOrigin || hasOrigin != (origin != 0) {
+				t.Fatalf("origin %d, size %d: stamp %d %d %d %v %v", origin, size, sent, seq, gotOrigin, hasOrigin, ok)
+			}
 		}
-		var got []Event
-		p := Parser{OnEvent: func(e Event) {
-			got = append(got, Event{Data: append([]byte(nil), e.Data...), LastID: append([]byte(nil), e.LastID...)})
-		}}
-		p.Feed(ev)
-		if len(got) != 1 || string(got[0].LastID) != "42" {
-			t.Fatalf("size %d: %q parsed as %+v", size, ev, got)
-		}
-		sent, seq, ok := parseStamp(got[0].Data)
-		if !ok || sent != 1700000000123456789 || seq != 42 {
-			t.Fatalf("size %d: stamp %d %d %v", size, sent, seq, ok)
-		}
+	}
+}
+
+// TestClientOriginLatency feeds onEvent events with and without an origin
+// stamp and checks both histograms: from send, and from origin.
+func TestClientOriginLatency(t *testing.T) {
+	c, closeTransports, err := newClient(clientConfig{urls: []string{"http://127.0.0.1:1/"}, n: 1, proto: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeTransports()
+	c.winStart.Store(1000)
+	c.winEnd.Store(100_000)
+	var st streamStat
+	// Sent at 2000, its tick made at 1000, received at 5000.
+	c.onEvent(&st, 5000, []byte("2000 1 o1000 xxxx"))
+	// No origin field: from origin is from send, 3000.
+	c.onEvent(&st, 6000, []byte("3000 2 xxxx"))
+	// Sent before the window although its tick is older still: not counted.
+	c.onEvent(&st, 6000, []byte("900 3 o500 xxxx"))
+	if st.bad != 0 || st.inWin != 2 || c.hist.Count() != 2 || c.fromOrigin.Count() != 2 {
+		t.Fatalf("bad %d, in window %d, counted %d and %d", st.bad, st.inWin, c.hist.Count(), c.fromOrigin.Count())
+	}
+	if c.hist.Max() != 3000 || c.hist.Mean() != 3000 {
+		t.Errorf("from send: max %d mean %g, want 3000 and 3000", c.hist.Max(), c.hist.Mean())
+	}
+	if c.fromOrigin.Max() != 4000 || c.fromOrigin.Mean() != 3500 {
+		t.Errorf("from origin: max %d mean %g, want 4000 and 3500", c.fromOrigin.Max(), c.fromOrigin.Mean())
+	}
+	rep := &Report{}
+	c.summarize(rep, nil)
+	if rep.OriginLatency == nil || rep.OriginLatency.Count != 2 || rep.OriginLatency.MaxUs != 4 {
+		t.Errorf("report: %+v", rep.OriginLatency)
+	}
+	var empty client
+	rep = &Report{}
+	empty.summarize(rep, nil)
+	if rep.OriginLatency != nil {
+		t.Errorf("no events, but origin latency %+v", rep.OriginLatency)
 	}
 }
 

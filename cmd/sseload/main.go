@@ -6,9 +6,10 @@
 //	sseload client -url URL1 -url URL2 -url URL3 -pid P1,P2,P3 -redis /path/redis.sock ...  # a cluster
 //
 // The upstream is a plain HTTP/1.1 SSE backend whose events carry their send
-// time and a sequence number; the client opens many streams (directly or
-// through a proxy), checks every event arrives in order, and reports latency
-// percentiles and, with -pid, the CPU and memory the process in the middle
+// time and a sequence number (broadcast events also the time their tick was
+// made); the client opens many streams (directly or through a proxy), checks
+// every event arrives in order, and reports latency percentiles (from send,
+// and from the tick) and, with -pid, the CPU and memory the process in the middle
 // spent; spread over several URLs, each instance's, and with -redis what
 // a redis-server behind them spent and did. Every run is bounded in
 // streams and duration.

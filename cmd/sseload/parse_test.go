@@ -149,16 +149,32 @@ func TestParserBOMOnlyAtStart(t *testing.T) {
 }
 
 func TestParseStamp(t *testing.T) {
-	ts, seq, ok := parseStamp([]byte("1700000000123456789 42 xxxxxxxx"))
-	if !ok || ts != 1700000000123456789 || seq != 42 {
-		t.Fatalf("got %d %d %v", ts, seq, ok)
+	for _, tc := range []struct {
+		data      string
+		sent      int64
+		seq       uint64
+		origin    int64
+		hasOrigin bool
+	}{
+		// Without the origin field (per-stream events, older upstreams): origin is the send time.
+		{"1700000000123456789 42 xxxxxxxx", 1700000000123456789, 42, 1700000000123456789, false},
+		{"5 6", 5, 6, 5, false},
+		{"5 6 ", 5, 6, 5, false},
+		{"5 6 xo7", 5, 6, 5, false},
+		// With it (broadcast events).
+		{"1700000000123456789 42 o1700000000000000001 xxxx", 1700000000123456789, 42, 1700000000000000001, true},
+		{"5 6 o3", 5, 6, 3, true},
+		{"5 6 o3 ", 5, 6, 3, true},
+		{"5 6 o3 o4", 5, 6, 3, true},
+	} {
+		sent, seq, origin, hasOrigin, ok := parseStamp([]byte(tc.data))
+		if !ok || sent != tc.sent || seq != tc.seq || origin != tc.origin || hasOrigin != tc.hasOrigin {
+			t.Errorf("parseStamp(%q) = %d %d %d %v %v, want %d %d %d %v true",
+				tc.data, sent, seq, origin, hasOrigin, ok, tc.sent, tc.seq, tc.origin, tc.hasOrigin)
+		}
 	}
-	ts, seq, ok = parseStamp([]byte("5 6"))
-	if !ok || ts != 5 || seq != 6 {
-		t.Fatalf("got %d %d %v", ts, seq, ok)
-	}
-	for _, bad := range []string{"", "x 1", "12", "12 ", "12 a", " 1 2"} {
-		if _, _, ok := parseStamp([]byte(bad)); ok {
+	for _, bad := range []string{"", "x 1", "12", "12 ", "12 a", " 1 2", "5 6 o", "5 6 ox", "5 6 o1x", "5 6 o 1", "5 6 o12345678901234567890"} {
+		if _, _, _, _, ok := parseStamp([]byte(bad)); ok {
 			t.Errorf("parseStamp(%q) accepted", bad)
 		}
 	}

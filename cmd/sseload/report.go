@@ -52,6 +52,12 @@ type Report struct {
 	UpstreamStreams *int `json:"upstream_streams,omitempty"`
 
 	Latency LatencySummary `json:"latency"`
+	// OriginLatency is receive time minus origin time over the same events:
+	// the time since the upstream made the broadcast tick an event belongs
+	// to, so it includes the upstream's own fan-out of that tick to every
+	// stream, which Latency leaves out. Events without an origin stamp
+	// (per-stream mode) count their send time. Absent when no event counted.
+	OriginLatency *LatencySummary `json:"origin_latency,omitempty"`
 	// Process is what the -pid process spent; with several, their sum
 	// (CPU per event over all events, memory per stream over all streams),
 	// and Processes each one's.
@@ -63,8 +69,9 @@ type Report struct {
 	Warnings []string     `json:"warnings,omitempty"`
 }
 
-// LatencySummary is the distribution of receive time minus send time over
-// the events sent inside the window, in microseconds.
+// LatencySummary is the distribution of a latency (receive time minus send
+// time, or minus origin time) over the events sent inside the window, in
+// microseconds.
 type LatencySummary struct {
 	Count  uint64  `json:"count"`
 	P50us  float64 `json:"p50_us"`
@@ -151,9 +158,17 @@ func (c *client) summarize(rep *Report, stats []streamStat) {
 		rep.Errors = append(rep.Errors, *errs[k])
 	}
 	rep.NegativeLatency = c.negative.Load()
-	h := &c.hist
+	rep.Latency = summarizeLatency(&c.hist)
+	if c.fromOrigin.Count() > 0 {
+		o := summarizeLatency(&c.fromOrigin)
+		rep.OriginLatency = &o
+	}
+}
+
+// summarizeLatency reads the percentiles of h, a histogram of nanoseconds.
+func summarizeLatency(h *Histogram) LatencySummary {
 	us := func(ns float64) float64 { return ns / 1e3 }
-	rep.Latency = LatencySummary{
+	return LatencySummary{
 		Count:  h.Count(),
 		P50us:  us(h.Quantile(0.50)),
 		P90us:  us(h.Quantile(0.90)),
@@ -215,6 +230,10 @@ func (r *Report) writeText(w io.Writer) {
 	l := r.Latency
 	fmt.Fprintf(w, "  latency:   p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s  (n=%d)\n",
 		fmtUs(l.P50us), fmtUs(l.P90us), fmtUs(l.P99us), fmtUs(l.P999us), fmtUs(l.MaxUs), fmtUs(l.MeanUs), l.Count)
+	if o := r.OriginLatency; o != nil {
+		fmt.Fprintf(w, "  origin:    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s  (from the broadcast tick; from send where an event has none)\n",
+			fmtUs(o.P50us), fmtUs(o.P90us), fmtUs(o.P99us), fmtUs(o.P999us), fmtUs(o.MaxUs), fmtUs(o.MeanUs))
+	}
 	if p := r.Process; p != nil {
 		fmt.Fprintf(w, "  process %d: %.2f CPU s in window (%.1f%% of a core), %.4f CPU s per 1000 events; %.2f CPU s while opening\n",
 			p.PID, p.CPUSeconds, p.CPUPercent, p.CPUPer1kEvents, p.ConnectCPUSeconds)

@@ -32,7 +32,11 @@ var padding = []byte(strings.Repeat("x", maxEventSize))
 // upstream is an HTTP/1.1 SSE backend. Every request is one endless stream of
 // events "id: SEQ\ndata: SENDUNIXNANO SEQ PADDING\n\n", either on the stream's
 // own ticker (per-stream) or on a ticker shared by all streams with the same
-// rate and size (broadcast).
+// rate and size (broadcast). A broadcast event also carries the time its
+// tick was made, after SEQ: "data: SENDUNIXNANO SEQ oORIGINUNIXNANO PADDING".
+// SEND is stamped as the event is written to its stream, so it leaves out
+// the time the upstream took to fan the tick out to the streams before it;
+// ORIGIN includes it.
 type upstream struct {
 	rate       float64
 	size       int
@@ -53,7 +57,7 @@ func runUpstream(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "`address` to listen on (port 0 picks a free port)")
 	addrFile := fs.String("addr-file", "", "write the listening address to this `file` once ready")
 	rate := fs.Float64("rate", 10, "events per second per stream; 0 sends no events (idle streams)")
-	size := fs.Int("size", 256, "bytes per event on the wire, including framing (minimum ~50)")
+	size := fs.Int("size", 256, "bytes per event on the wire, including framing (minimum ~50, ~70 in broadcast mode)")
 	mode := fs.String("mode", "per-stream", "per-stream: a ticker per stream; broadcast: one ticker fanned out to all streams")
 	maxConc := fs.Int("max-streams", maxStreams, "refuse streams beyond this many concurrent ones (503)")
 	lifetime := fs.Duration("lifetime", 30*time.Minute, "exit after this long even if nobody stops the process")
@@ -229,13 +233,14 @@ func (u *upstream) tick(ctx context.Context, w http.ResponseWriter, rc *http.Res
 			return
 		case <-t.C:
 		}
-		if !u.send(w, rc, &buf, seq, size) {
+		if !u.send(w, rc, &buf, seq, 0, size) {
 			return
 		}
 	}
 }
 
-// follow sends the shared ticks of a broadcast hub, starting with the next one.
+// follow sends the shared ticks of a broadcast hub, starting with the next
+// one, each stamped with the time the tick was made.
 func (u *upstream) follow(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, hb *hub, size int) {
 	var buf []byte
 	t := hb.cur.Load()
@@ -246,15 +251,16 @@ func (u *upstream) follow(ctx context.Context, w http.ResponseWriter, rc *http.R
 		case <-t.done:
 		}
 		t = t.next
-		if !u.send(w, rc, &buf, t.seq, size) {
+		if !u.send(w, rc, &buf, t.seq, t.at, size) {
 			return
 		}
 	}
 }
 
-// send writes and flushes one event stamped with the current time.
-func (u *upstream) send(w http.ResponseWriter, rc *http.ResponseController, buf *[]byte, seq uint64, size int) bool {
-	*buf = appendEvent((*buf)[:0], time.Now().UnixNano(), seq, size)
+// send writes and flushes one event stamped with the current time and, if
+// originNanos > 0, the time its broadcast tick was made.
+func (u *upstream) send(w http.ResponseWriter, rc *http.ResponseController, buf *[]byte, seq uint64, originNanos int64, size int) bool {
+	*buf = appendEvent((*buf)[:0], time.Now().UnixNano(), seq, originNanos, size)
 	if _, err := w.Write(*buf); err != nil {
 		return false
 	}
@@ -265,8 +271,10 @@ func (u *upstream) send(w http.ResponseWriter, rc *http.ResponseController, buf 
 	return true
 }
 
-// appendEvent appends one event of (at least) size bytes.
-func appendEvent(b []byte, sendNanos int64, seq uint64, size int) []byte {
+// appendEvent appends one event of (at least) size bytes. The origin field
+// ("o" and originNanos) follows SEQ if originNanos > 0; without it, as in
+// per-stream mode, the client takes the send time as the origin.
+func appendEvent(b []byte, sendNanos int64, seq uint64, originNanos int64, size int) []byte {
 	start := len(b)
 	b = append(b, "id: "...)
 	b = strconv.AppendUint(b, seq, 10)
@@ -275,6 +283,11 @@ func appendEvent(b []byte, sendNanos int64, seq uint64, size int) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, ' ')
+	if originNanos > 0 {
+		b = append(b, 'o')
+		b = strconv.AppendInt(b, originNanos, 10)
+		b = append(b, ' ')
+	}
 	if pad := size - (len(b) - start) - 2; pad > 0 {
 		b = append(b, padding[:pad]...)
 	}
@@ -301,6 +314,7 @@ type hub struct {
 
 type hubTick struct {
 	seq  uint64
+	at   int64         // unix nanoseconds when run made the tick: the events' origin
 	next *hubTick      // set before done is closed
 	done chan struct{} // closed when next is published
 }
@@ -317,7 +331,7 @@ func (u *upstream) hub(rate float64, size int) (*hub, error) {
 		return nil, errors.New("too many broadcast schedules")
 	}
 	h := &hub{}
-	h.cur.Store(&hubTick{done: make(chan struct{})})
+	h.cur.Store(&hubTick{at: time.Now().UnixNano(), done: make(chan struct{})})
 	u.hubs[k] = h
 	go h.run(interval(rate))
 	return h, nil
@@ -328,7 +342,7 @@ func (h *hub) run(every time.Duration) {
 	t := time.NewTicker(every)
 	for range t.C {
 		old := h.cur.Load()
-		next := &hubTick{seq: old.seq + 1, done: make(chan struct{})}
+		next := &hubTick{seq: old.seq + 1, at: time.Now().UnixNano(), done: make(chan struct{})}
 		old.next = next
 		h.cur.Store(next)
 		close(old.done)
