@@ -32,12 +32,11 @@ type streamWriter struct {
 
 	// stuck, when set, makes every body write wait until the write
 	// deadline is set (by an eviction), and then fail.
-	stuck    bool
-	cut      chan struct{}
-	cutOnce  sync.Once
-	mu       sync.Mutex // guards body
-	body     bytes.Buffer
-	writeErr error
+	stuck   bool
+	cut     chan struct{}
+	cutOnce sync.Once
+	mu      sync.Mutex // guards body
+	body    bytes.Buffer
 }
 
 var errBoom = errors.New("boom")
