@@ -99,8 +99,10 @@ func TestSharedEventBytesStayExact(t *testing.T) {
 
 // The same with a client_buffer that the lagging clients overflow, so
 // that they are evicted (their queue dropped) while their drainer writes
-// a batch, and with clients that leave while they drain: what each got
-// is a prefix of the events, byte-exact, and the history is intact.
+// a batch, and with clients that leave while they drain (their handler
+// returns, or their connection goes while a woken drainer writes): what
+// each got is a prefix of the events, byte-exact, and the history is
+// intact.
 func TestSharedEventBytesStayExactThroughEvictionsAndLeaves(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	shareExactly(t, "queue-share-evict", 96<<10, true)
@@ -150,10 +152,22 @@ func shareExactly(t *testing.T, key string, limit int, cut bool) {
 		}
 		results = append(results, result{w, fmt.Sprintf("woken client %d (slow %v)", i, w.slow)})
 		c := &wokenClient{sub: s, sw: sw, done: make(chan struct{})}
+		left := make(chan struct{})
+		if cut && i%8 == 2 {
+			// Leaves midway, as a connection that went away does,
+			// whether or not its drainer is writing.
+			time.AfterFunc(time.Duration(20+i)*time.Millisecond, func() {
+				h.Leave(s)
+				close(left)
+			})
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-c.done
+			select {
+			case <-c.done:
+			case <-left:
+			}
 			h.Leave(s)
 		}()
 		s.Wake(func() {
