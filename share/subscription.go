@@ -34,7 +34,8 @@ type Sub struct {
 	// queue holds the events queued for the client, oldest first: the
 	// hub's own bytes of each (in its history too), shared by every
 	// client and never modified, so an event is not copied per client.
-	// queued is their length in bytes, held to limit (see push).
+	// queued is what they count against limit (see push): their length
+	// in bytes, at least a slot's each.
 	queue  [][]byte
 	queued int
 	// spare is the drainer's buffer for joining several events into one
