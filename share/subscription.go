@@ -34,7 +34,8 @@ type Sub struct {
 	// queue holds the events queued for the client, oldest first: the
 	// hub's own bytes of each (in its history too), shared by every
 	// client and never modified, so an event is not copied per client.
-	// queued is their length in bytes, held to limit (see push).
+	// queued is what they count against limit (see push): their length
+	// in bytes, at least a slot's each.
 	queue  [][]byte
 	queued int
 	// spare is the drainer's buffer for joining several events into one
@@ -95,13 +96,7 @@ func (s *Sub) TakeOrRest() (batch []byte, evicted, closed, rest bool) {
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 && len(s.replayed) == 0 && !s.evicted && !s.closed {
 		s.running = false
-		// An idle client keeps no large buffer from a burst.
-		if cap(s.queue) > 64 {
-			s.queue = nil
-		}
-		if cap(s.spare) > 4<<10 {
-			s.spare = nil
-		}
+		s.shrink()
 		return nil, false, false, true
 	}
 	batch, more := s.next()
@@ -119,7 +114,10 @@ func (s *Sub) next() (batch []byte, more bool) {
 		case 0:
 			return nil, false
 		case 1:
-			batch, s.lent = s.queue[0], true
+			// No room past the event: a writer that appended to the
+			// batch would copy it, not write into the event's buffer.
+			ev := s.queue[0]
+			batch, s.lent = ev[:len(ev):len(ev)], true
 		default:
 			batch, s.spare = s.spare[:0], nil
 			for _, ev := range s.queue {
@@ -141,6 +139,21 @@ func (s *Sub) next() (batch []byte, more bool) {
 		s.replayed = nil
 	}
 	return batch, len(s.replayed) > 0 || len(s.queue) > 0
+}
+
+// shrink lets go of the queue's and the spare buffer's memory, when large,
+// once the client has nothing left to take: an idle client keeps no large
+// buffer from a burst. Callers hold s.mu.
+func (s *Sub) shrink() {
+	if len(s.queue) > 0 || len(s.replayed) > 0 {
+		return // the client lags: its next batch reuses them
+	}
+	if cap(s.queue) > 64 {
+		s.queue = nil
+	}
+	if cap(s.spare) > 4<<10 {
+		s.spare = nil
+	}
 }
 
 // dropQueue empties the queue, letting go of its events. Callers hold
@@ -171,15 +184,15 @@ func (s *Sub) Take() (batch []byte, evicted, closed bool) {
 }
 
 // Done returns a batch's memory for reuse, unless it grew large or is an
-// event's own bytes (lent by next).
+// event's own bytes (lent by next). A client with nothing left to take
+// keeps only a small one (see shrink): a handler's client, drained with
+// Take, has no other moment to let go of a burst's buffers.
 func (s *Sub) Done(batch []byte) {
-	if cap(batch) > 64<<10 {
-		return
-	}
 	s.mu.Lock()
-	if !s.lent {
+	if !s.lent && cap(batch) <= 64<<10 {
 		s.spare = batch[:0]
 	}
 	s.lent = false
+	s.shrink()
 	s.mu.Unlock()
 }
