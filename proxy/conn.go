@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -137,4 +138,22 @@ func (c *connWriter) close() {
 	cut := time.AfterFunc(time.Second, func() { _ = c.raw.Close() })
 	_ = c.conn.Close()
 	cut.Stop()
+}
+
+// detachedClient stands in for the handler's writer once a stream is
+// detached (see Writer.client): the response went to the connection, which
+// net/http no longer serves, so there is nothing to set or write through
+// it. Like net/http's response after a hijack, its writes and controls
+// fail with http.ErrHijacked; its header is a map of its own that nothing
+// sends.
+type detachedClient struct{}
+
+func (detachedClient) Header() http.Header              { return http.Header{} }
+func (detachedClient) Write([]byte) (int, error)        { return 0, http.ErrHijacked }
+func (detachedClient) WriteHeader(int)                  {}
+func (detachedClient) FlushError() error                { return http.ErrHijacked }
+func (detachedClient) SetReadDeadline(time.Time) error  { return http.ErrHijacked }
+func (detachedClient) SetWriteDeadline(time.Time) error { return http.ErrHijacked }
+func (detachedClient) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrHijacked
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -227,9 +228,9 @@ func BenchmarkDetachedRelay(b *testing.B) {
 	w.Release()
 }
 
-// Header and Unwrap give the writer the handler got, which Detach leaves
-// as it is: calling them while the stream is being detached is no data
-// race. Run with -race.
+// Header and Unwrap give the writer the handler got until Detach, and a
+// stand-in from then on: calling them while the stream is being detached
+// is no data race, and gives one or the other. Run with -race.
 func TestHeaderAndUnwrapRacingDetach(t *testing.T) {
 	server, _ := loopback(t)
 	w, rec, _ := startStream(t, &Options{}, nil)
@@ -237,8 +238,9 @@ func TestHeaderAndUnwrapRacingDetach(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 100 {
-			if w.Header() == nil || w.Unwrap() != http.ResponseWriter(rec) {
-				t.Error("Header or Unwrap lost the handler's writer")
+			u := w.Unwrap()
+			if w.Header() == nil || (u != http.ResponseWriter(rec) && u != http.ResponseWriter(detachedClient{})) {
+				t.Error("Header or Unwrap gave neither the handler's writer nor the stand-in")
 				return
 			}
 		}
@@ -247,5 +249,43 @@ func TestHeaderAndUnwrapRacingDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
+	if w.Unwrap() != http.ResponseWriter(detachedClient{}) {
+		t.Error("a detached stream's writer still gives the handler's writer")
+	}
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now()); !errors.Is(err, http.ErrHijacked) {
+		t.Errorf("a detached stream's response controller: %v, want http.ErrHijacked", err)
+	}
 	w.Release()
+}
+
+// A detached stream keeps nothing of the handler's writer: net/http's
+// response holds the connection's buffers (8 KiB for an HTTP/1.1 one),
+// which a stream served on the connection must not keep for its life.
+func TestDetachLetsGoOfTheHandlersWriter(t *testing.T) {
+	server, _ := loopback(t)
+	rec := &nopWriter{h: http.Header{"Content-Type": {"text/event-stream"}}}
+	collected := make(chan struct{})
+	runtime.SetFinalizer(rec, func(*nopWriter) { close(collected) })
+	w := NewWriter(rec, &Options{Heartbeat: time.Hour}, "", func() {})
+	w.WriteHeader(http.StatusOK)
+	rec = nil
+	if _, err := w.Detach(func() (net.Conn, error) { return server, nil }, true); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-collected:
+			if _, err := w.Write([]byte("data: still here\n\n")); err != nil {
+				t.Fatalf("write after the handler's writer was collected: %v", err)
+			}
+			w.Release()
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the detached stream still holds the handler's writer")
+		}
+	}
 }

@@ -138,7 +138,7 @@ func (w *Writer) cutClient(reason string) {
 		_ = c.conn.Close()
 		return
 	}
-	rw := w.client
+	rw := w.client.Load().ResponseWriter
 	for {
 		u, ok := rw.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sse-proxy/caddy-sse-proxy/buffer"
@@ -68,8 +69,13 @@ var errStreamEnded = errors.New("sse_proxy: stream ended by the proxy")
 // and reverse_proxy flushes from a timer of its own. Where the response
 // stands is one state (see state); the methods read their checks from it.
 type Writer struct {
+	// client is the writer the handler got, which Header and Unwrap give;
+	// from Detach on, a stand-in (see detachedClient), so that a stream
+	// served on its connection does not keep net/http's response, its
+	// buffers and Caddy's wrappers alive. Swapped atomically: read
+	// without mu.
+	client atomic.Pointer[clientRef]
 	// Set by NewWriter and never changed: read without mu.
-	client http.ResponseWriter // the writer the handler got; Header and Unwrap give it
 	opts   *Options
 	origin string
 
@@ -117,17 +123,22 @@ type Writer struct {
 // field). cancel must end the upstream request; it is called when the proxy
 // ends the stream itself.
 func NewWriter(rw http.ResponseWriter, opts *Options, origin string, cancel func()) *Writer {
-	return &Writer{client: rw, rw: rw, opts: opts, origin: origin, cancel: cancel}
+	w := &Writer{rw: rw, opts: opts, origin: origin, cancel: cancel}
+	w.client.Store(&clientRef{rw})
+	return w
 }
+
+// clientRef holds the writer Header and Unwrap give, for an atomic swap.
+type clientRef struct{ http.ResponseWriter }
 
 // Header returns the header map of the writer the handler got. (Once the
 // stream is detached, the header has been sent: changing it does nothing.)
-func (w *Writer) Header() http.Header { return w.client.Header() }
+func (w *Writer) Header() http.Header { return w.client.Load().Header() }
 
 // Unwrap returns the writer the handler got, for http.ResponseController.
 // (A detached stream's connection is no longer that writer's: its methods
 // then fail with http.ErrHijacked.)
-func (w *Writer) Unwrap() http.ResponseWriter { return w.client }
+func (w *Writer) Unwrap() http.ResponseWriter { return w.client.Load().ResponseWriter }
 
 // WriteHeader decides, from the status and Content-Type, whether the
 // response is an event stream, fixes the header accordingly and sends it.
@@ -493,6 +504,7 @@ func (w *Writer) Detach(hijack func() (net.Conn, error), chunked bool) (net.Conn
 	cw := newConnWriter(conn, chunked)
 	w.rw, w.flush, w.cancel = cw, cw.FlushError, cw.close
 	w.detached, w.dirty = true, false
+	w.client.Store(&clientRef{detachedClient{}})
 	w.cut.mu.Lock()
 	w.cut.conn = cw.raw
 	w.cut.mu.Unlock()
