@@ -170,7 +170,12 @@ type bench struct {
 	certFile, keyFile string
 	clusterCF         map[string][]string // cluster subject -> each instance's Caddyfile
 	clusterPorts      [][2]int            // each instance's h1 and h2 ports
-	quicNote          string              // quic-go's UDP buffer warning, from a Caddy log or an h3 client's output
+	// upLifetime bounds the upstream's life (its -lifetime): the run's
+	// time limit and a minute, so that it outlives every measurement (the
+	// fan-out scenarios take longer than its old fixed 20 minutes) but
+	// not the comparison, should the comparison fail to stop it.
+	upLifetime time.Duration
+	quicNote   string // quic-go's UDP buffer warning, from a Caddy log or an h3 client's output
 }
 
 // plan is the list of scenarios this run measures.
@@ -231,7 +236,8 @@ func run() int {
 
 	ps := &procSet{}
 	defer ps.stopAll() // every process we started, whatever happens
-	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet, cluster: co}
+	b := &bench{ctx: ctx, ps: ps, sites: map[string]int{}, verbose: *verbose, waitQuiet: *waitQuiet, cluster: co,
+		upLifetime: limit + time.Minute}
 	if po.on {
 		return b.profile(po, *out, *caddyBin, *keep)
 	}
@@ -567,7 +573,7 @@ func (b *bench) startUpstream() error {
 		return err
 	}
 	p, err := b.ps.start("upstream", 0, nil, logf, logf, b.loadBin,
-		"upstream", "-listen", b.upstream, "-lifetime", "20m")
+		"upstream", "-listen", b.upstream, "-lifetime", b.upLifetime.String())
 	if err != nil {
 		return err
 	}
