@@ -2,6 +2,7 @@ package sseproxy_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -58,3 +59,17 @@ var (
 	sseHeaders = testcaddy.LegacyHeaders
 	write      = testcaddy.Send
 )
+
+// metricsAt returns a function that reads the Prometheus metrics a test's
+// Caddy serves on localhost:port (a site with the metrics handler).
+func metricsAt(t *testing.T, port int) func() string {
+	return func() string {
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+}

@@ -599,15 +599,7 @@ func TestAClientThatGoesIsCountedAsGone(t *testing.T) {
 	port, mport := testcaddy.FreePort(t), testcaddy.FreePort(t)
 	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n\thandle /shared/* {\n\t\tsse_proxy %s {\n\t\t\tshare\n\t\t}\n\t}\n\thandle {\n\t\tsse_proxy %s\n\t}\n}\nhttp://localhost:%d {\n\tmetrics\n}\n",
 		testcaddy.GlobalOptions, port, up.addr(), up.addr(), mport))
-	scrape := func() string {
-		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	scrape := metricsAt(t, mport)
 	const gone = `caddy_sse_proxy_streams_ended_total{reason="client_gone"}`
 	// (Counters are the process's: count from what they are now.)
 	before := metricValue(scrape(), gone)

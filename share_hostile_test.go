@@ -3,7 +3,6 @@ package sseproxy_test
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"runtime"
 	"runtime/metrics"
@@ -34,15 +33,7 @@ func sharedSiteWithMetrics(t *testing.T, h http.HandlerFunc, subdirectives ...st
 	port, mport := testcaddy.FreePort(t), testcaddy.FreePort(t)
 	testcaddy.Start(t, fmt.Sprintf("%shttps://localhost:%d {\n\ttls {CERT} {KEY}\n\tsse_proxy %s {\n%s\t}\n}\nhttp://localhost:%d {\n\tmetrics\n}\n",
 		testcaddy.GlobalOptions, port, up.addr(), block, mport))
-	scrape := func() string {
-		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	scrape := metricsAt(t, mport)
 	return fmt.Sprintf("https://localhost:%d", port), scrape
 }
 

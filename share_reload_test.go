@@ -2,7 +2,6 @@ package sseproxy_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -86,15 +85,7 @@ func TestReloadKeepsLoadBalancerRetriesOfASharedStream(t *testing.T) {
 			"http://localhost:%d {\n\tmetrics\n}\n",
 			testcaddy.GlobalOptions, port, up.addr(), retry, mport)
 	}
-	scrape := func() string {
-		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	scrape := metricsAt(t, mport)
 	testcaddy.Start(t, config("1s"))
 	url := fmt.Sprintf("https://localhost:%d/events", port)
 	c := testcaddy.Client(t, testcaddy.H2)

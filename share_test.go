@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -263,15 +262,7 @@ func TestStalledClientIsEvictedWhileOthersKeepUp(t *testing.T) {
 	// any stream: other tests' streams have no clients left).
 	// (Counters are the process's: a test run with -count above 1 starts
 	// from the previous run's values.)
-	metric := func() string {
-		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", mport))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	metric := metricsAt(t, mport)
 	const (
 		evictions = "caddy_sse_proxy_slow_client_evictions_total"
 		evicted   = `caddy_sse_proxy_streams_ended_total{reason="evicted"}`
